@@ -1,0 +1,135 @@
+/**
+ * The database schema. Migrations in ./migrations are generated from this file by
+ * `npm run db:generate` (drizzle-kit) and applied at boot, identically on PGlite and PostgreSQL.
+ */
+import { sql } from 'drizzle-orm';
+import { boolean, index, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const nullableTime = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+export const organizations = pgTable('organizations', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  createdAt: createdAt(),
+});
+
+export const users = pgTable(
+  'users',
+  {
+    id: text('id').primaryKey(),
+    email: text('email').notNull(),
+    name: text('name').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('users_email_unique').on(sql`lower(${t.email})`)],
+);
+
+export const organizationMembers = pgTable(
+  'organization_members',
+  {
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    role: text('role', { enum: ['owner', 'reader'] }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.userId] })],
+);
+
+export const projects = pgTable(
+  'projects',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    name: text('name').notNull(),
+    externalKeyId: text('external_key_id'),
+    /** Project-wide IP allow-list (CIDR); applies to every key of the project. */
+    allowedIps: text('allowed_ips').array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    archivedAt: nullableTime('archived_at'),
+  },
+  (t) => [index('projects_org_created').on(t.organizationId, t.createdAt, t.id)],
+);
+
+export const serviceAccounts = pgTable(
+  'service_accounts',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id),
+    name: text('name').notNull(),
+    role: text('role', { enum: ['owner', 'member', 'none'] }).notNull(),
+    createdAt: createdAt(),
+    deletedAt: nullableTime('deleted_at'),
+  },
+  (t) => [index('service_accounts_project_created').on(t.projectId, t.createdAt, t.id)],
+);
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    /** Null for admin keys, which belong to the organization. */
+    projectId: text('project_id').references(() => projects.id),
+    kind: text('kind', { enum: ['proj', 'svc', 'admin'] }).notNull(),
+    name: text('name').notNull(),
+    /** `kp_proj_3nT0…abcd`, taken from the current secret. */
+    redactedValue: text('redacted_value').notNull(),
+    /** The user a `proj` or `admin` key belongs to. */
+    ownerUserId: text('owner_user_id').references(() => users.id),
+    /** The service account an `svc` key belongs to. */
+    serviceAccountId: text('service_account_id').references(() => serviceAccounts.id),
+    /** Who created it: a user id or an admin key id. */
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    updatedAt: createdAt(),
+    lastUsedAt: nullableTime('last_used_at'),
+    expiresAt: nullableTime('expires_at'),
+    enabled: boolean('enabled').notNull().default(true),
+    /** OpenAI scope identifiers: [] = all, ["api.all.read"] = read only, else restricted. */
+    scopes: text('scopes').array().notNull().default(sql`'{}'::text[]`),
+    allowedModels: text('allowed_models').array().notNull().default(sql`'{}'::text[]`),
+    allowedIps: text('allowed_ips').array().notNull().default(sql`'{}'::text[]`),
+    revokedAt: nullableTime('revoked_at'),
+  },
+  (t) => [
+    index('api_keys_project_created').on(t.projectId, t.createdAt, t.id),
+    index('api_keys_org_kind_created').on(t.organizationId, t.kind, t.createdAt, t.id),
+  ],
+);
+
+/**
+ * The secrets of a key, as SHA-256 only. A key has one current secret (expires_at null) and,
+ * after a rotation, earlier secrets that keep working until their grace period ends.
+ */
+export const apiKeySecrets = pgTable(
+  'api_key_secrets',
+  {
+    hash: text('hash').primaryKey(),
+    keyId: text('key_id')
+      .notNull()
+      .references(() => apiKeys.id),
+    createdAt: createdAt(),
+    expiresAt: nullableTime('expires_at'),
+  },
+  (t) => [index('api_key_secrets_key').on(t.keyId)],
+);
+
+export type OrganizationRow = typeof organizations.$inferSelect;
+export type UserRow = typeof users.$inferSelect;
+export type ProjectRow = typeof projects.$inferSelect;
+export type ServiceAccountRow = typeof serviceAccounts.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
