@@ -6,6 +6,7 @@
 export const ERROR_CODES = {
   invalid_request: { status: 400, type: 'invalid_request_error' },
   invalid_json: { status: 400, type: 'invalid_request_error' },
+  missing_api_key: { status: 401, type: 'invalid_request_error' },
   invalid_api_key: { status: 401, type: 'invalid_request_error' },
   expired_api_key: { status: 401, type: 'invalid_request_error' },
   disabled_api_key: { status: 401, type: 'invalid_request_error' },

@@ -7,7 +7,7 @@
  * The checksum lets the gateway reject garbage and scanners confirm a match without a lookup,
  * as GitHub's token format does. Keys are stored only as SHA-256 of the whole string.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { encodeBase62, randomBase62 } from './base62.ts';
 
@@ -49,7 +49,7 @@ export function parseKey(key: string): ParsedKey | null {
 
 /** SHA-256 (hex) of the whole key: the only form in which a key is ever stored. */
 export function hashKey(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 /** `kp_proj_3nT0…abcd`: first 12 characters, an ellipsis, the last 4. */

@@ -5,7 +5,7 @@
 import { sql } from 'drizzle-orm';
 import { boolean, index, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
-const createdAt = () => timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow();
+const createdAt = (name = 'created_at') => timestamp(name, { withTimezone: true, mode: 'date' }).notNull().defaultNow();
 const nullableTime = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
 export const organizations = pgTable('organizations', {
@@ -95,7 +95,7 @@ export const apiKeys = pgTable(
     /** Who created it: a user id or an admin key id. */
     createdBy: text('created_by').notNull(),
     createdAt: createdAt(),
-    updatedAt: createdAt(),
+    updatedAt: createdAt('updated_at'),
     lastUsedAt: nullableTime('last_used_at'),
     expiresAt: nullableTime('expires_at'),
     enabled: boolean('enabled').notNull().default(true),

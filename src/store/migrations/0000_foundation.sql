@@ -16,6 +16,7 @@ CREATE TABLE "api_keys" (
 	"service_account_id" text,
 	"created_by" text NOT NULL,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
+	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"last_used_at" timestamp with time zone,
 	"expires_at" timestamp with time zone,
 	"enabled" boolean DEFAULT true NOT NULL,

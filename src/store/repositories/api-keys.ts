@@ -4,6 +4,7 @@ import {
   type ApiKeyRow,
   apiKeySecrets,
   apiKeys,
+  organizationMembers,
   organizations,
   projects,
   type ServiceAccountRow,
@@ -16,6 +17,8 @@ import { afterCursor, type Page, type PageRequest, toPage } from './pagination.t
 /** A key with what its API representation needs: its owner. */
 export interface ApiKeyView extends ApiKeyRow {
   ownerUser: UserRow | null;
+  /** The owner's organization role; null once the owner has left the organization. */
+  ownerRole: 'owner' | 'reader' | null;
   serviceAccount: ServiceAccountRow | null;
 }
 
@@ -27,10 +30,20 @@ export async function insertApiKey(db: DbOrTx, values: NewApiKey, secretHash: st
   return row!;
 }
 
-const viewColumns = { key: apiKeys, ownerUser: users, serviceAccount: serviceAccounts };
+const viewColumns = {
+  key: apiKeys,
+  ownerUser: users,
+  ownerRole: organizationMembers.role,
+  serviceAccount: serviceAccounts,
+};
 
-function toView(row: { key: ApiKeyRow; ownerUser: UserRow | null; serviceAccount: ServiceAccountRow | null }) {
-  return { ...row.key, ownerUser: row.ownerUser, serviceAccount: row.serviceAccount };
+function toView(row: {
+  key: ApiKeyRow;
+  ownerUser: UserRow | null;
+  ownerRole: 'owner' | 'reader' | null;
+  serviceAccount: ServiceAccountRow | null;
+}): ApiKeyView {
+  return { ...row.key, ownerUser: row.ownerUser, ownerRole: row.ownerRole, serviceAccount: row.serviceAccount };
 }
 
 function selectViews(db: DbOrTx) {
@@ -38,6 +51,10 @@ function selectViews(db: DbOrTx) {
     .select(viewColumns)
     .from(apiKeys)
     .leftJoin(users, eq(users.id, apiKeys.ownerUserId))
+    .leftJoin(
+      organizationMembers,
+      and(eq(organizationMembers.organizationId, apiKeys.organizationId), eq(organizationMembers.userId, apiKeys.ownerUserId)),
+    )
     .leftJoin(serviceAccounts, eq(serviceAccounts.id, apiKeys.serviceAccountId));
 }
 
@@ -62,14 +79,19 @@ export async function findApiKey(db: DbOrTx, scope: KeyScope, id: string): Promi
   return row && toView(row);
 }
 
+/** Whether the key's owner still has access: a live service account, or a user still in the organization. */
+const ownerIsActive = sql`(${serviceAccounts.id} is not null and ${serviceAccounts.deletedAt} is null) or ${organizationMembers.userId} is not null`;
+
 export async function listApiKeys(
   db: DbOrTx,
   scope: KeyScope,
-  page: PageRequest,
+  page: PageRequest & { ownerAccess?: 'active' | 'inactive' | 'any' | undefined },
 ): Promise<Page<ApiKeyView>> {
   const order = page.order === 'asc' ? asc : desc;
+  const access =
+    page.ownerAccess === 'active' ? ownerIsActive : page.ownerAccess === 'inactive' ? sql`not (${ownerIsActive})` : undefined;
   const rows = await selectViews(db)
-    .where(and(...scopeConditions(scope), afterCursor(apiKeys, apiKeys.createdAt, apiKeys.id, page)))
+    .where(and(...scopeConditions(scope), access, afterCursor(apiKeys, apiKeys.createdAt, apiKeys.id, page)))
     .orderBy(order(apiKeys.createdAt), order(apiKeys.id))
     .limit(page.limit + 1);
   return toPage(rows.map(toView), page.limit);

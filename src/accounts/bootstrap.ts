@@ -1,0 +1,66 @@
+/**
+ * First run: an organization, its owner, a first project and an admin key, in one transaction.
+ * Used by `keyport init` and by `keyport start` on an empty database.
+ */
+import type { IssuedKey, KeyService } from '../keys/key-service.ts';
+import type { Db } from '../store/database.ts';
+import {
+  addMember,
+  countOrganizations,
+  insertOrganization,
+  insertUser,
+} from '../store/repositories/organizations.ts';
+import { insertProject } from '../store/repositories/projects.ts';
+import type { OrganizationRow, ProjectRow, UserRow } from '../store/schema.ts';
+
+export interface BootstrapInput {
+  organizationName: string;
+  ownerEmail: string;
+  ownerName: string;
+  projectName: string;
+}
+
+export interface BootstrapResult {
+  organization: OrganizationRow;
+  owner: UserRow;
+  project: ProjectRow;
+  adminKey: IssuedKey;
+}
+
+export const DEFAULT_BOOTSTRAP: BootstrapInput = {
+  organizationName: 'My organization',
+  ownerEmail: 'owner@localhost',
+  ownerName: 'Owner',
+  projectName: 'Default project',
+};
+
+export class AlreadyInitializedError extends Error {}
+
+export async function isInitialized(db: Db): Promise<boolean> {
+  return (await countOrganizations(db)) > 0;
+}
+
+export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput): Promise<BootstrapResult> {
+  return db.transaction(async (tx) => {
+    // Inside the transaction, so two racing `init`s cannot both create an instance owner.
+    await tx.execute('lock table organizations in exclusive mode');
+    if ((await countOrganizations(tx)) > 0) {
+      throw new AlreadyInitializedError('this Keyport instance is already initialized');
+    }
+    const organization = await insertOrganization(tx, input.organizationName);
+    const owner = await insertUser(tx, input.ownerEmail, input.ownerName);
+    await addMember(tx, organization.id, owner.id, 'owner');
+    const project = await insertProject(tx, { organizationId: organization.id, name: input.projectName });
+    const adminKey = await keys.create(
+      {
+        organizationId: organization.id,
+        kind: 'admin',
+        name: 'Initial admin key',
+        ownerUserId: owner.id,
+        createdBy: owner.id,
+      },
+      tx,
+    );
+    return { organization, owner, project, adminKey };
+  });
+}

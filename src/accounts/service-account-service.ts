@@ -1,0 +1,105 @@
+/**
+ * Project service accounts: a bot identity inside one project whose keys (`svc`) outlive any
+ * member. Deleting one revokes all its keys in the same transaction.
+ */
+import { notFound } from '../core/errors.ts';
+import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
+import { type IssuedKey, type KeyRestrictions, type KeyService, validateName } from '../keys/key-service.ts';
+import type { Db } from '../store/database.ts';
+import { revokeServiceAccountKeys } from '../store/repositories/api-keys.ts';
+import type { Page, PageRequest } from '../store/repositories/pagination.ts';
+import {
+  findServiceAccount,
+  insertServiceAccount,
+  listServiceAccounts,
+  updateServiceAccount,
+} from '../store/repositories/service-accounts.ts';
+import type { ServiceAccountRow } from '../store/schema.ts';
+import type { ProjectService } from './project-service.ts';
+
+export class ServiceAccountService {
+  constructor(
+    private readonly db: Db,
+    private readonly projects: ProjectService,
+    private readonly keys: KeyService,
+    private readonly notifier: KeyChangeNotifier,
+  ) {}
+
+  /** With a first key (returned once) unless `withoutKey`, as OpenAI's `create_service_account_only`. */
+  async create(
+    organizationId: string,
+    projectId: string,
+    input: { name: string; withoutKey: boolean; createdBy: string; keyRestrictions?: KeyRestrictions },
+  ): Promise<{ serviceAccount: ServiceAccountRow; issued: IssuedKey | null }> {
+    await this.projects.requireActive(organizationId, projectId);
+    const name = validateName(input.name);
+    // One transaction: a bad key restriction (say, an expiry in the past) leaves no account behind.
+    return this.db.transaction(async (tx) => {
+      const serviceAccount = await insertServiceAccount(tx, {
+        organizationId,
+        projectId,
+        name,
+        role: input.withoutKey ? 'none' : 'member',
+      });
+      if (input.withoutKey) return { serviceAccount, issued: null };
+      const issued = await this.keys.create(
+        {
+          ...input.keyRestrictions,
+          name: 'Secret key',
+          createdBy: input.createdBy,
+          organizationId,
+          projectId,
+          kind: 'svc',
+          serviceAccountId: serviceAccount.id,
+        },
+        tx,
+      );
+      return { serviceAccount, issued };
+    });
+  }
+
+  async createKey(
+    organizationId: string,
+    projectId: string,
+    serviceAccountId: string,
+    input: KeyRestrictions & { name: string; createdBy: string },
+  ): Promise<IssuedKey> {
+    await this.get(organizationId, projectId, serviceAccountId);
+    return this.keys.create({ ...input, organizationId, projectId, kind: 'svc', serviceAccountId });
+  }
+
+  async get(organizationId: string, projectId: string, id: string): Promise<ServiceAccountRow> {
+    await this.projects.get(organizationId, projectId);
+    const serviceAccount = await findServiceAccount(this.db, organizationId, projectId, id);
+    if (!serviceAccount) throw notFound('service account', id);
+    return serviceAccount;
+  }
+
+  async list(organizationId: string, projectId: string, page: PageRequest): Promise<Page<ServiceAccountRow>> {
+    await this.projects.get(organizationId, projectId);
+    return listServiceAccounts(this.db, organizationId, projectId, page);
+  }
+
+  async update(
+    organizationId: string,
+    projectId: string,
+    id: string,
+    input: { name?: string | undefined; role?: 'owner' | 'member' | undefined },
+  ): Promise<ServiceAccountRow> {
+    await this.projects.requireActive(organizationId, projectId);
+    await this.get(organizationId, projectId, id);
+    const patch: Parameters<typeof updateServiceAccount>[2] = {};
+    if (input.name !== undefined) patch.name = validateName(input.name);
+    if (input.role !== undefined) patch.role = input.role;
+    return (await updateServiceAccount(this.db, id, patch))!;
+  }
+
+  async delete(organizationId: string, projectId: string, id: string): Promise<void> {
+    await this.get(organizationId, projectId, id);
+    const revoked = await this.db.transaction(async (tx) => {
+      await updateServiceAccount(tx, id, { deletedAt: new Date() });
+      return revokeServiceAccountKeys(tx, id);
+    });
+    for (const keyId of revoked) await this.notifier.keyChanged(keyId);
+  }
+}

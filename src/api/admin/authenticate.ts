@@ -1,0 +1,38 @@
+/** Admin API authentication: an admin key (`kp_admin_…`) of the organization, in the Authorization header. */
+import type { FastifyRequest } from 'fastify';
+import { ApiError } from '../../core/errors.ts';
+import type { KeyVerifier } from '../../keys/verify-key.ts';
+import { bearerToken, denialToError } from '../http/denials.ts';
+
+export interface AdminPrincipal {
+  organizationId: string;
+  /** The admin key's id: recorded as the actor of what it changes. */
+  keyId: string;
+  ownerUserId: string | null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    admin: AdminPrincipal;
+  }
+}
+
+export function authenticateAdmin(verifier: KeyVerifier) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const secret = bearerToken(request.headers.authorization);
+    const result = await verifier.verify(secret, { ip: request.ip });
+    if (!result.valid) throw denialToError(result.code, result.redactedValue);
+    if (result.key.kind !== 'admin') {
+      throw new ApiError(
+        'missing_scope',
+        `You have insufficient permissions for this operation. Missing scopes: api.management.read. ` +
+          `The Admin API requires an admin key; ${result.key.redactedValue} is a ${result.key.kind === 'svc' ? 'service account' : 'project'} key.`,
+      );
+    }
+    request.admin = {
+      organizationId: result.organization.id,
+      keyId: result.key.id,
+      ownerUserId: result.key.ownerUserId,
+    };
+  };
+}

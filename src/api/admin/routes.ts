@@ -1,0 +1,19 @@
+/** The Admin API (`/v1/organization/…`): every route behind admin-key authentication. */
+import type { FastifyInstance } from 'fastify';
+import type { Services } from '../../services.ts';
+import { adminApiKeysRoutes } from './admin-api-keys.ts';
+import { authenticateAdmin } from './authenticate.ts';
+import { projectApiKeysRoutes } from './project-api-keys.ts';
+import { projectsRoutes } from './projects.ts';
+import { serviceAccountsRoutes } from './service-accounts.ts';
+
+export function registerAdminApi(services: Services) {
+  return async (app: FastifyInstance) => {
+    app.decorateRequest('admin', null as never);
+    app.addHook('onRequest', authenticateAdmin(services.verifier));
+    adminApiKeysRoutes(app, services);
+    projectsRoutes(app, services);
+    projectApiKeysRoutes(app, services);
+    serviceAccountsRoutes(app, services);
+  };
+}

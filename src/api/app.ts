@@ -1,0 +1,109 @@
+/**
+ * The HTTP server: one Fastify app on one port for every surface (product.md, "One process, one
+ * port"). Errors leave in OpenAI's shape with an `x-request-id` on every response.
+ */
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import { ApiError } from '../core/errors.ts';
+import { KEY_PATTERN_IN_TEXT } from '../core/key-format.ts';
+import type { Services } from '../services.ts';
+import { registerAdminApi } from './admin/routes.ts';
+
+export const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export async function buildApp(services: Services): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: services.logger as FastifyBaseLogger,
+    // One line per request, written by our onResponse hook (no URL query, no headers).
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: BODY_LIMIT_BYTES,
+    genReqId: () => `req_${randomBytes(16).toString('hex')}`,
+    requestIdHeader: false,
+    routerOptions: { ignoreTrailingSlash: true },
+  });
+
+  // An empty body with a JSON content type is an empty request, not an error (SDKs send that).
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = String(body);
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(new ApiError('invalid_json', 'We could not parse the JSON body of your request. The body must be valid JSON.'));
+    }
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    // A key in a URL ends up in proxy logs and browser history: refuse it outright.
+    const query = request.url.indexOf('?');
+    if (query !== -1 && new RegExp(KEY_PATTERN_IN_TEXT.source).test(decodeURIComponentSafe(request.url.slice(query)))) {
+      throw new ApiError(
+        'invalid_request',
+        'API keys must be sent in the Authorization header, never in the URL. Revoke a key that has been sent in a URL.',
+      );
+    }
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        path: request.routeOptions.url ?? request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((error: FastifyError | ApiError, request, reply) => {
+    const apiError = toApiError(error);
+    if (apiError.status >= 500) request.log.error({ err: error }, 'request failed');
+    reply.status(apiError.status).headers(apiError.headers).send(apiError.toBody());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const error = new ApiError('not_found', `Invalid URL (${request.method} ${request.url.split('?')[0]})`);
+    reply.status(404).send(error.toBody());
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    try {
+      await services.store.db.execute('select 1');
+      return { status: 'ok' };
+    } catch {
+      reply.status(503);
+      return { status: 'unavailable' };
+    }
+  });
+
+  await app.register(registerAdminApi(services), { prefix: '/v1/organization' });
+  return app;
+}
+
+function toApiError(error: FastifyError | ApiError): ApiError {
+  if (error instanceof ApiError) return error;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('request_too_large', `The request body is larger than ${BODY_LIMIT_BYTES} bytes.`);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('unsupported_media_type', 'Unsupported Content-Type: send JSON (application/json).');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('invalid_json', 'We could not parse the JSON body of your request.');
+  }
+  if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
+    return new ApiError('invalid_request', error.message);
+  }
+  return new ApiError('server_error', 'The server had an error while processing your request. Sorry about that!');
+}
+
+function decodeURIComponentSafe(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}

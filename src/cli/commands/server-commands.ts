@@ -1,0 +1,134 @@
+/**
+ * Commands that own the database: `init`, `serve` and `start` (init if needed, then serve).
+ * Everything else goes through the running server's Admin API.
+ */
+import type { Command } from 'commander';
+import {
+  AlreadyInitializedError,
+  bootstrap,
+  type BootstrapInput,
+  type BootstrapResult,
+  DEFAULT_BOOTSTRAP,
+  isInitialized,
+} from '../../accounts/bootstrap.ts';
+import { loadConfig } from '../../config/config.ts';
+import { closeOnSignals, startServer } from '../../server.ts';
+import { createServices } from '../../services.ts';
+import type { GlobalOptions } from './output.ts';
+
+interface InitOptions {
+  orgName: string;
+  email: string;
+  name: string;
+  projectName: string;
+}
+
+const bootstrapInput = (options: InitOptions): BootstrapInput => ({
+  organizationName: options.orgName,
+  ownerEmail: options.email,
+  ownerName: options.name,
+  projectName: options.projectName,
+});
+
+export function registerServerCommands(program: Command, globals: () => GlobalOptions): void {
+  const withInitOptions = (command: Command) =>
+    command
+      .option('--org-name <name>', 'organization name', DEFAULT_BOOTSTRAP.organizationName)
+      .option('--email <email>', "the owner's email", DEFAULT_BOOTSTRAP.ownerEmail)
+      .option('--name <name>', "the owner's name", DEFAULT_BOOTSTRAP.ownerName)
+      .option('--project-name <name>', 'first project', DEFAULT_BOOTSTRAP.projectName);
+
+  withInitOptions(
+    program
+      .command('init')
+      .description('create the organization, its owner, a first project and an admin key (printed once)'),
+  ).action(async (options: InitOptions) => {
+    const config = loadConfig();
+    const services = await createServices(config);
+    try {
+      const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
+      if (globals().json) {
+        process.stdout.write(
+          `${JSON.stringify({
+            organization_id: result.organization.id,
+            owner_id: result.owner.id,
+            project_id: result.project.id,
+            admin_key_id: result.adminKey.key.id,
+            admin_key: result.adminKey.secret,
+          })}\n`,
+        );
+      } else {
+        process.stdout.write(`${welcome(result, `http://127.0.0.1:${config.port}`, 'Start it with: keyport serve')}\n`);
+      }
+    } finally {
+      await services.close();
+    }
+  });
+
+  program
+    .command('serve')
+    .description('serve the gateway, the Admin API and the dashboard on one port')
+    .action(async () => {
+      const config = loadConfig();
+      const server = await startServer(config);
+      closeOnSignals(server);
+      const initialized = await isInitialized(server.services.store.db);
+      process.stdout.write(
+        `\nKeyport is running at ${server.url} (${describeStore(server.services.store)}).\n` +
+          (initialized ? '' : 'This instance has no organization yet: stop it and run `keyport init`, or use `keyport start`.\n'),
+      );
+    });
+
+  withInitOptions(
+    program
+      .command('start')
+      .description('initialize on first run (printing how to get in), then serve — what `npm start` runs'),
+  ).action(async (options: InitOptions) => {
+    const config = loadConfig();
+    const services = await createServices(config);
+    let created: BootstrapResult | undefined;
+    try {
+      if (!(await isInitialized(services.store.db))) {
+        created = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
+      }
+    } catch (error) {
+      if (!(error instanceof AlreadyInitializedError)) {
+        await services.close();
+        throw error;
+      }
+    }
+    const server = await startServer(config, services);
+    closeOnSignals(server);
+    const where = `Keyport is running at ${server.url} (${describeStore(services.store)}).`;
+    process.stdout.write(
+      created
+        ? `\n${where}\n\n${welcome(created, server.url)}\n`
+        : `\n${where}\nUse the admin key you saved at first start: export KEYPORT_ADMIN_KEY=kp_admin_…, then \`npx keyport --help\`.\n`,
+    );
+  });
+}
+
+function describeStore(store: { dialect: string; location: string }): string {
+  return store.dialect === 'pglite' ? `embedded database in ${store.location}` : `PostgreSQL at ${store.location}`;
+}
+
+function welcome(result: BootstrapResult, url: string, next?: string): string {
+  return [
+    `Created organization "${result.organization.name}" (${result.organization.id}), its owner ${result.owner.email},`,
+    `and the project "${result.project.name}" (${result.project.id}).`,
+    '',
+    'Your admin key, shown only this once. Store it somewhere safe now:',
+    '',
+    `  ${result.adminKey.secret}`,
+    '',
+    ...(next ? [next, ''] : []),
+    'Then, in another terminal:',
+    '',
+    `  export KEYPORT_ADMIN_KEY=${result.adminKey.secret}`,
+    '  npx keyport keys create --name my-first-key     # a project key, printed once',
+    '  npx keyport keys list',
+    `  curl -s ${url}/v1/organization/projects -H "Authorization: Bearer $KEYPORT_ADMIN_KEY"`,
+    '',
+    'More: npx keyport --help, and README.md.',
+  ].join('\n');
+}

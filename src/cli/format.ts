@@ -1,0 +1,34 @@
+/** Terminal output: aligned tables, dates, durations. */
+
+export function table(rows: Record<string, string>[], columns: string[]): string {
+  if (rows.length === 0) return '(none)';
+  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
+  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((row) => line(columns.map((c) => row[c] ?? '')))].join(
+    '\n',
+  );
+}
+
+export function when(unixSeconds: number | null | undefined): string {
+  if (unixSeconds == null) return '-';
+  return new Date(unixSeconds * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** "90" (seconds), "45s", "30m", "12h", "7d", "2w" → seconds. */
+export function parseDuration(text: string): number {
+  const match = /^(\d+)\s*([smhdw]?)$/.exec(text.trim());
+  if (!match) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90, 45s, 30m, 12h, 7d or 2w`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[match[2] as string] ?? 1;
+  return Number(match[1]) * unit;
+}
+
+export function list(text: string): string[] {
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter(Boolean);
+}

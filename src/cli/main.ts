@@ -1,0 +1,48 @@
+/** `keyport`: the command line. */
+import { Command, CommanderError } from 'commander';
+import { AlreadyInitializedError } from '../accounts/bootstrap.ts';
+import { ConfigError } from '../config/config.ts';
+import { DataDirLockedError } from '../store/data-dir-lock.ts';
+import { CliError } from './client.ts';
+import { registerAdminKeyCommands } from './commands/admin-keys.ts';
+import { registerKeyCommands } from './commands/keys.ts';
+import type { GlobalOptions } from './commands/output.ts';
+import { registerProjectCommands } from './commands/projects.ts';
+import { registerServerCommands } from './commands/server-commands.ts';
+import { registerServiceAccountCommands } from './commands/service-accounts.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('keyport')
+    .description('Keyport: API keys, gateway, limits and usage for OpenAI-compatible APIs')
+    .option('--url <url>', 'Keyport server for admin commands (default: $KEYPORT_URL or http://127.0.0.1:$KEYPORT_PORT)')
+    .option('--json', 'print JSON objects instead of tables')
+    .showHelpAfterError()
+    .exitOverride();
+  const globals = () => program.opts<GlobalOptions>();
+  registerServerCommands(program, globals);
+  registerKeyCommands(program, globals);
+  registerProjectCommands(program, globals);
+  registerAdminKeyCommands(program, globals);
+  registerServiceAccountCommands(program, globals);
+  for (const command of program.commands) {
+    command.exitOverride();
+    for (const sub of command.commands) sub.exitOverride();
+  }
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode;
+      return;
+    }
+    const known = [CliError, ConfigError, DataDirLockedError, AlreadyInitializedError].some((type) => error instanceof type);
+    process.stderr.write(`keyport: ${known ? (error as Error).message : (error as Error).stack}\n`);
+    process.exitCode = 1;
+  }
+}
+
+

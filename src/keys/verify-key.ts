@@ -1,0 +1,167 @@
+/**
+ * The verification core every surface uses. `verify(secret, context)` answers with the key, its
+ * project and organization, or a denial code: denials are data, not exceptions; only an
+ * infrastructure failure (the database is down) throws.
+ */
+import { compileIpAllowList, compileModelAllowList, type IpMatcher, type ModelMatcher } from '../core/allow-lists.ts';
+import { hashKey, type KeyKind, parseKey, redactKey } from '../core/key-format.ts';
+import { type Permissions, permissionsFromScopes } from '../core/permissions.ts';
+import type { Db } from '../store/database.ts';
+import { findBySecretHash, type SecretLookup } from '../store/repositories/api-keys.ts';
+import type { LastUsedRecorder } from './last-used-recorder.ts';
+import { VerificationCache } from './verification-cache.ts';
+
+export const DENIAL_CODES = [
+  'MALFORMED',
+  'NOT_FOUND',
+  'REVOKED',
+  'ROTATED',
+  'EXPIRED',
+  'DISABLED',
+  'PROJECT_ARCHIVED',
+  'IP_NOT_ALLOWED',
+] as const;
+export type DenialCode = (typeof DENIAL_CODES)[number];
+
+export interface VerifiedKey {
+  id: string;
+  kind: KeyKind;
+  name: string;
+  organizationId: string;
+  projectId: string | null;
+  serviceAccountId: string | null;
+  ownerUserId: string | null;
+  redactedValue: string;
+  scopes: string[];
+  permissions: Permissions;
+  allowsModel: ModelMatcher;
+  expiresAt: Date | null;
+}
+
+export interface VerifiedProject {
+  id: string;
+  name: string;
+}
+
+export interface VerifiedOrganization {
+  id: string;
+  name: string;
+}
+
+export type VerifyResult =
+  | { valid: true; key: VerifiedKey; project: VerifiedProject | null; organization: VerifiedOrganization }
+  | {
+      valid: false;
+      code: DenialCode;
+      /** Always safe to show: never more than the redacted form of the secret. */
+      redactedValue: string;
+      /** Known when the secret matched a key (e.g. EXPIRED); for audit and alerts. */
+      keyId?: string;
+    };
+
+export interface VerifyContext {
+  /** The client's address; checked against the key's and the project's IP allow-lists. */
+  ip?: string;
+  now?: Date;
+}
+
+/** A lookup compiled once and then served from the cache. */
+interface Snapshot {
+  key: VerifiedKey;
+  project: VerifiedProject | null;
+  organization: VerifiedOrganization;
+  revoked: boolean;
+  enabled: boolean;
+  projectArchived: boolean;
+  secretExpiresAt: number | null;
+  keyAllowsIp: IpMatcher;
+  projectAllowsIp: IpMatcher;
+}
+
+export class KeyVerifier {
+  readonly #cache: VerificationCache<Snapshot>;
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: { keyPrefix: string; cacheTtlMs: number; lastUsed?: LastUsedRecorder },
+  ) {
+    this.#cache = new VerificationCache(options.cacheTtlMs);
+  }
+
+  async verify(secret: string, context: VerifyContext = {}): Promise<VerifyResult> {
+    const parsed = parseKey(secret);
+    // The checksum rejects typos and garbage before any lookup; a key of another deployment
+    // (another prefix) cannot be ours.
+    if (!parsed) return { valid: false, code: 'MALFORMED', redactedValue: redactForError(secret) };
+    if (parsed.prefix !== this.options.keyPrefix) {
+      return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
+    }
+    const hash = hashKey(secret);
+    let snapshot = this.#cache.get(hash);
+    if (snapshot === undefined) {
+      const row = await findBySecretHash(this.db, hash);
+      snapshot = row ? compile(row) : null;
+      this.#cache.set(hash, snapshot, snapshot?.key.id ?? null);
+    }
+    if (snapshot === null) return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
+    const now = (context.now ?? new Date()).getTime();
+    const code = denialOf(snapshot, now, context.ip);
+    if (code) return { valid: false, code, redactedValue: snapshot.key.redactedValue, keyId: snapshot.key.id };
+    this.options.lastUsed?.record(snapshot.key.id, new Date(now));
+    return { valid: true, key: snapshot.key, project: snapshot.project, organization: snapshot.organization };
+  }
+
+  /** After an update, rotation or revocation: the next request reads the database. */
+  invalidateKey(keyId: string): void {
+    this.#cache.invalidateKey(keyId);
+  }
+
+  /** After a change that touches many keys at once (a project archived, its IP list changed). */
+  invalidateAll(): void {
+    this.#cache.clear();
+  }
+}
+
+function denialOf(snapshot: Snapshot, now: number, ip: string | undefined): DenialCode | null {
+  if (snapshot.revoked) return 'REVOKED';
+  if (snapshot.secretExpiresAt !== null && snapshot.secretExpiresAt <= now) return 'ROTATED';
+  if (snapshot.key.expiresAt && snapshot.key.expiresAt.getTime() <= now) return 'EXPIRED';
+  if (!snapshot.enabled) return 'DISABLED';
+  if (snapshot.projectArchived) return 'PROJECT_ARCHIVED';
+  if (ip !== undefined && !(snapshot.keyAllowsIp(ip) && snapshot.projectAllowsIp(ip))) return 'IP_NOT_ALLOWED';
+  return null;
+}
+
+function compile(row: SecretLookup): Snapshot {
+  const { key, project, organization, secret } = row;
+  return {
+    key: {
+      id: key.id,
+      kind: key.kind,
+      name: key.name,
+      organizationId: key.organizationId,
+      projectId: key.projectId,
+      serviceAccountId: key.serviceAccountId,
+      ownerUserId: key.ownerUserId,
+      redactedValue: key.redactedValue,
+      scopes: key.scopes,
+      permissions: permissionsFromScopes(key.scopes),
+      allowsModel: compileModelAllowList(key.allowedModels),
+      expiresAt: key.expiresAt,
+    },
+    project: project ? { id: project.id, name: project.name } : null,
+    organization: { id: organization.id, name: organization.name },
+    revoked: key.revokedAt !== null,
+    enabled: key.enabled,
+    projectArchived: project?.archivedAt != null,
+    secretExpiresAt: secret.expiresAt?.getTime() ?? null,
+    keyAllowsIp: compileIpAllowList(key.allowedIps),
+    projectAllowsIp: compileIpAllowList(project?.allowedIps ?? []),
+  };
+}
+
+/** For a string that is not a key at all: show at most a hint of it. */
+function redactForError(value: string): string {
+  if (value.length < 12) return '***';
+  return redactKey(value);
+}

@@ -1,0 +1,89 @@
+/**
+ * The services object: built once at boot and handed to every HTTP surface and command.
+ * Each member is a port with an in-process default and, where it matters, a shared adapter.
+ */
+import { pino, type Logger } from 'pino';
+import { ProjectService } from './accounts/project-service.ts';
+import { ServiceAccountService } from './accounts/service-account-service.ts';
+import type { Config } from './config/config.ts';
+import {
+  type KeyChangeNotifier,
+  LocalKeyChangeNotifier,
+  PostgresKeyChangeNotifier,
+} from './keys/key-change-notifier.ts';
+import { KeyService } from './keys/key-service.ts';
+import { LastUsedRecorder } from './keys/last-used-recorder.ts';
+import { KeyVerifier } from './keys/verify-key.ts';
+import { type OpenStoreOptions, openStore, type Store } from './store/database.ts';
+
+export interface Services {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  verifier: KeyVerifier;
+  keys: KeyService;
+  projects: ProjectService;
+  serviceAccounts: ServiceAccountService;
+  lastUsed: LastUsedRecorder;
+  notifier: KeyChangeNotifier;
+  close(): Promise<void>;
+}
+
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level: config.logLevel,
+      // Defence in depth: nothing we log carries these, but if it ever did, it would not be written.
+      redact: {
+        paths: ['authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'secret', '*.secret', 'value', '*.value'],
+        censor: '[redacted]',
+      },
+    },
+    destination as pino.DestinationStream | undefined,
+  );
+}
+
+export async function createServices(
+  config: Config,
+  options: { logger?: Logger; store?: Store; storeOptions?: Partial<OpenStoreOptions> } = {},
+): Promise<Services> {
+  const logger = options.logger ?? createLogger(config);
+  const store =
+    options.store ??
+    (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...options.storeOptions }));
+  const logError = (message: string) => (error: unknown) => logger.error({ err: error }, message);
+
+  const lastUsed = new LastUsedRecorder(store.db, config.lastUsedFlushMs, logError('last_used_at flush failed'));
+  const verifier = new KeyVerifier(store.db, {
+    keyPrefix: config.keyPrefix,
+    cacheTtlMs: config.keyCacheTtlMs,
+    lastUsed,
+  });
+  const notifier: KeyChangeNotifier = store.pool
+    ? await PostgresKeyChangeNotifier.start(store.pool, verifier, logError('key change listener failed'))
+    : new LocalKeyChangeNotifier(verifier);
+  const keys = new KeyService(store.db, { keyPrefix: config.keyPrefix, notifier, lastUsed });
+  const projects = new ProjectService(store.db, notifier);
+  const serviceAccounts = new ServiceAccountService(store.db, projects, keys, notifier);
+  lastUsed.start();
+
+  let closed = false;
+  return {
+    config,
+    logger,
+    store,
+    verifier,
+    keys,
+    projects,
+    serviceAccounts,
+    lastUsed,
+    notifier,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await lastUsed.stop();
+      await notifier.close();
+      if (!options.store) await store.close();
+    },
+  };
+}
