@@ -20,6 +20,7 @@ import {
   rotateApiKeySecret,
   updateApiKey,
 } from '../store/repositories/api-keys.ts';
+import { findMember } from '../store/repositories/organizations.ts';
 import type { Page } from '../store/repositories/pagination.ts';
 import { findProject } from '../store/repositories/projects.ts';
 import type { KeyChangeNotifier } from './key-change-notifier.ts';
@@ -82,6 +83,11 @@ export class KeyService {
         const project = input.projectId ? await findProject(tx, input.organizationId, input.projectId) : undefined;
         if (!project) throw notFound('project', input.projectId ?? '');
         if (project.archivedAt) throw badRequest(`Project '${project.id}' is archived; archived projects cannot get new keys.`);
+      }
+      // A user's key needs a user of this organization: an unknown id would fail the foreign key
+      // (a 500), and another organization's user would show up, email and all, as the key's owner.
+      if (input.kind === 'proj' && input.ownerUserId && !(await findMember(tx, input.organizationId, input.ownerUserId))) {
+        throw badRequest(`No user with id '${input.ownerUserId}' in this organization.`, 'owner_user_id');
       }
       await insertApiKey(
         tx,
