@@ -2,7 +2,7 @@
  * The services object: built once at boot and handed to every HTTP surface and command.
  * Each member is a port with an in-process default and, where it matters, a shared adapter.
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { ProjectService } from './accounts/project-service.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
 import type { Config } from './config/config.ts';
@@ -35,7 +35,16 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Nod
       level: config.logLevel,
       // Defence in depth: nothing we log carries these, but if it ever did, it would not be written.
       redact: {
-        paths: ['authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'secret', '*.secret', 'value', '*.value'],
+        paths: [
+          'authorization',
+          '*.authorization',
+          'headers.authorization',
+          '*.headers.authorization',
+          'secret',
+          '*.secret',
+          'value',
+          '*.value',
+        ],
         censor: '[redacted]',
       },
     },
@@ -53,7 +62,11 @@ export async function createServices(
     (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...options.storeOptions }));
   const logError = (message: string) => (error: unknown) => logger.error({ err: error }, message);
 
-  const lastUsed = new LastUsedRecorder(store.db, config.lastUsedFlushMs, logError('last_used_at flush failed'));
+  const lastUsed = new LastUsedRecorder(
+    store.db,
+    config.lastUsedFlushMs,
+    logError('last_used_at flush failed'),
+  );
   const verifier = new KeyVerifier(store.db, {
     keyPrefix: config.keyPrefix,
     cacheTtlMs: config.keyCacheTtlMs,

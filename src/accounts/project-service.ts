@@ -41,7 +41,8 @@ export class ProjectService {
 
   async update(organizationId: string, id: string, input: ProjectChanges): Promise<ProjectRow> {
     const project = await this.get(organizationId, id);
-    if (project.archivedAt) throw badRequest(`Project '${id}' is archived; archived projects cannot be updated.`);
+    if (project.archivedAt)
+      throw badRequest(`Project '${id}' is archived; archived projects cannot be updated.`);
     const patch: Parameters<typeof updateProject>[3] = {};
     if (input.name !== undefined) patch.name = validateName(input.name);
     if (input.externalKeyId !== undefined) patch.externalKeyId = input.externalKeyId;

@@ -3,7 +3,12 @@
  * port"). Errors leave in OpenAI's shape with an `x-request-id` on every response.
  */
 import { randomBytes } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  LogController,
+} from 'fastify';
 import { ApiError } from '../core/errors.ts';
 import { KEY_PATTERN_IN_TEXT } from '../core/key-format.ts';
 import type { Services } from '../services.ts';
@@ -29,7 +34,12 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     try {
       done(null, JSON.parse(text));
     } catch {
-      done(new ApiError('invalid_json', 'We could not parse the JSON body of your request. The body must be valid JSON.'));
+      done(
+        new ApiError(
+          'invalid_json',
+          'We could not parse the JSON body of your request. The body must be valid JSON.',
+        ),
+      );
     }
   });
 
@@ -37,7 +47,10 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     reply.header('x-request-id', request.id);
     // A key in a URL ends up in proxy logs and browser history: refuse it outright.
     const query = request.url.indexOf('?');
-    if (query !== -1 && new RegExp(KEY_PATTERN_IN_TEXT.source).test(decodeURIComponentSafe(request.url.slice(query)))) {
+    if (
+      query !== -1 &&
+      new RegExp(KEY_PATTERN_IN_TEXT.source).test(decodeURIComponentSafe(request.url.slice(query)))
+    ) {
       throw new ApiError(
         'invalid_request',
         'API keys must be sent in the Authorization header, never in the URL. Revoke a key that has been sent in a URL.',
@@ -89,7 +102,10 @@ function toApiError(error: FastifyError | ApiError): ApiError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new ApiError('request_too_large', `The request body is larger than ${BODY_LIMIT_BYTES} bytes.`);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new ApiError('unsupported_media_type', 'Unsupported Content-Type: send JSON (application/json).');
+      return new ApiError(
+        'unsupported_media_type',
+        'Unsupported Content-Type: send JSON (application/json).',
+      );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return new ApiError('invalid_json', 'We could not parse the JSON body of your request.');
@@ -97,7 +113,10 @@ function toApiError(error: FastifyError | ApiError): ApiError {
   if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
     return new ApiError('invalid_request', error.message);
   }
-  return new ApiError('server_error', 'The server had an error while processing your request. Sorry about that!');
+  return new ApiError(
+    'server_error',
+    'The server had an error while processing your request. Sorry about that!',
+  );
 }
 
 function decodeURIComponentSafe(text: string): string {

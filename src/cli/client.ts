@@ -32,7 +32,8 @@ export class AdminClient {
 
   get<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}): Promise<T> {
     const search = new URLSearchParams();
-    for (const [name, value] of Object.entries(query)) if (value !== undefined) search.set(name, String(value));
+    for (const [name, value] of Object.entries(query))
+      if (value !== undefined) search.set(name, String(value));
     const qs = search.toString();
     return this.request('GET', qs ? `${path}?${qs}` : path);
   }
@@ -46,7 +47,10 @@ export class AdminClient {
   }
 
   /** Follows `after` cursors to the end. */
-  async listAll<T extends { id: string }>(path: string, query: Record<string, string | boolean | undefined> = {}) {
+  async listAll<T extends { id: string }>(
+    path: string,
+    query: Record<string, string | boolean | undefined> = {},
+  ) {
     const items: T[] = [];
     let after: string | undefined;
     for (;;) {
@@ -87,7 +91,9 @@ export class AdminClient {
     }
     if (!response.ok) {
       const error = (json as { error?: { message?: string; code?: string } }).error;
-      throw new CliError(`${error?.message ?? `HTTP ${response.status}`}${error?.code ? ` (${error.code})` : ''}`);
+      throw new CliError(
+        `${error?.message ?? `HTTP ${response.status}`}${error?.code ? ` (${error.code})` : ''}`,
+      );
     }
     return json as T;
   }

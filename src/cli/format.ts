@@ -2,15 +2,18 @@
 
 export function table(rows: Record<string, string>[], columns: string[]): string {
   if (rows.length === 0) return '(none)';
-  const widths = columns.map((column) => Math.max(column.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const widths = columns.map((column) =>
+    Math.max(column.length, ...rows.map((row) => (row[column] ?? '').length)),
+  );
   const line = (cells: string[]) =>
     cells
       .map((cell, i) => cell.padEnd(widths[i] ?? 0))
       .join('  ')
       .trimEnd();
-  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((row) => line(columns.map((c) => row[c] ?? '')))].join(
-    '\n',
-  );
+  return [
+    line(columns.map((c) => c.toUpperCase())),
+    ...rows.map((row) => line(columns.map((c) => row[c] ?? ''))),
+  ].join('\n');
 }
 
 export function when(unixSeconds: number | null | undefined): string {
@@ -21,7 +24,8 @@ export function when(unixSeconds: number | null | undefined): string {
 /** "90" (seconds), "45s", "30m", "12h", "7d", "2w" → seconds. */
 export function parseDuration(text: string): number {
   const match = /^(\d+)\s*([smhdw]?)$/.exec(text.trim());
-  if (!match) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90, 45s, 30m, 12h, 7d or 2w`);
+  if (!match)
+    throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90, 45s, 30m, 12h, 7d or 2w`);
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[match[2] as string] ?? 1;
   return Number(match[1]) * unit;
 }

@@ -14,7 +14,10 @@ import { registerServiceAccountCommands } from './commands/service-accounts.ts';
 export function buildProgram(): Command {
   const program = new Command('keyport')
     .description('Keyport: API keys, gateway, limits and usage for OpenAI-compatible APIs')
-    .option('--url <url>', 'Keyport server for admin commands (default: $KEYPORT_URL or http://127.0.0.1:$KEYPORT_PORT)')
+    .option(
+      '--url <url>',
+      'Keyport server for admin commands (default: $KEYPORT_URL or http://127.0.0.1:$KEYPORT_PORT)',
+    )
     .option('--json', 'print JSON objects instead of tables')
     .showHelpAfterError()
     .exitOverride();
@@ -39,10 +42,10 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode;
       return;
     }
-    const known = [CliError, ConfigError, DataDirLockedError, AlreadyInitializedError].some((type) => error instanceof type);
+    const known = [CliError, ConfigError, DataDirLockedError, AlreadyInitializedError].some(
+      (type) => error instanceof type,
+    );
     process.stderr.write(`keyport: ${known ? (error as Error).message : (error as Error).stack}\n`);
     process.exitCode = 1;
   }
 }
-
-

@@ -79,7 +79,8 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
   try {
     const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new Error('not an object');
     const known = new Set(Object.keys(ENV_NAMES));
     const unknown = Object.keys(parsed).filter((key) => !known.has(key));
     if (unknown.length > 0) {

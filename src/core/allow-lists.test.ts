@@ -13,7 +13,9 @@ describe('model allow-lists', () => {
   });
 
   it('matches names and globs, including models with a slash', () => {
-    const allows = compileModelAllowList(normalizeModelPatterns(['gpt-4o*', 'meta-llama/*', 'text-embedding-3-small']));
+    const allows = compileModelAllowList(
+      normalizeModelPatterns(['gpt-4o*', 'meta-llama/*', 'text-embedding-3-small']),
+    );
     expect(allows('gpt-4o')).toBe(true);
     expect(allows('gpt-4o-mini')).toBe(true);
     expect(allows('meta-llama/Llama-3.1-8B-Instruct')).toBe(true);

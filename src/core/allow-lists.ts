@@ -23,7 +23,9 @@ export function normalizeModelPatterns(patterns: readonly string[]): string[] {
     try {
       picomatch.makeRe(pattern, GLOB_OPTIONS);
     } catch (error) {
-      throw new InvalidAllowListError(`invalid model pattern ${JSON.stringify(raw)}: ${(error as Error).message}`);
+      throw new InvalidAllowListError(
+        `invalid model pattern ${JSON.stringify(raw)}: ${(error as Error).message}`,
+      );
     }
     if (!out.includes(pattern)) out.push(pattern);
   }
@@ -70,17 +72,27 @@ export function normalizeCidrs(cidrs: readonly string[]): string[] {
 
 export type IpMatcher = (ip: string) => boolean;
 
-/** An empty list allows every address. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is matched as IPv4. */
-export function compileIpAllowList(cidrs: readonly string[]): IpMatcher {
+/**
+ * An empty list allows every address. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is matched as IPv4.
+ * Answers are memoized per address (bounded): parsing an address costs far more than the lookup,
+ * and a key is used from few addresses.
+ */
+export function compileIpAllowList(cidrs: readonly string[], memoSize = 1024): IpMatcher {
   if (cidrs.length === 0) return () => true;
   const ranges = cidrs.map((cidr) => ipaddr.parseCIDR(cidr));
+  const memo = new Map<string, boolean>();
   return (ip) => {
-    let address: ipaddr.IPv4 | ipaddr.IPv6;
+    const known = memo.get(ip);
+    if (known !== undefined) return known;
+    let allowed: boolean;
     try {
-      address = ipaddr.process(ip);
+      const address = ipaddr.process(ip);
+      allowed = ranges.some(([range, bits]) => address.kind() === range.kind() && address.match(range, bits));
     } catch {
-      return false;
+      allowed = false;
     }
-    return ranges.some(([range, bits]) => address.kind() === range.kind() && address.match(range, bits));
+    if (memo.size >= memoSize) memo.clear();
+    memo.set(ip, allowed);
+    return allowed;
   };
 }

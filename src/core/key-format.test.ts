@@ -83,7 +83,15 @@ describe('key format', () => {
   });
 
   it('rejects garbage, other formats and OpenAI keys without throwing', () => {
-    for (const value of ['', 'kp', 'kp_proj_', 'sk-proj-abc', 'Bearer kp_proj_x', `kp_user_${'a'.repeat(46)}`, 'x'.repeat(10_000)]) {
+    for (const value of [
+      '',
+      'kp',
+      'kp_proj_',
+      'sk-proj-abc',
+      'Bearer kp_proj_x',
+      `kp_user_${'a'.repeat(46)}`,
+      'x'.repeat(10_000),
+    ]) {
       expect(parseKey(value)).toBeNull();
     }
   });

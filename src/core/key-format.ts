@@ -18,8 +18,7 @@ export const RANDOM_LENGTH = 40;
 export const CHECKSUM_LENGTH = 6;
 /** A deployment's prefix: lower-case letters and digits, starting with a letter; no `_`, which separates parts. */
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,15}$/;
-/** Matches any Keyport key, whatever its prefix; used by `parseKey` and by scanners. */
-export const KEY_PATTERN = /^([a-z][a-z0-9]{0,15})_(proj|svc|admin)_([0-9A-Za-z]{40})([0-9A-Za-z]{6})$/;
+/** Finds candidate Keyport keys in text (URLs, files); confirm each with `parseKey`. */
 export const KEY_PATTERN_IN_TEXT = /\b([a-z][a-z0-9]{0,15})_(proj|svc|admin)_([0-9A-Za-z]{46})\b/g;
 
 export interface ParsedKey {
@@ -37,14 +36,48 @@ export function generateKey(prefix: string, kind: KeyKind): string {
   return head + checksumOf(head);
 }
 
-/** Parses and checks the checksum; `null` for anything that is not a well-formed Keyport key. */
+const KIND_SET: ReadonlySet<string> = new Set(KEY_KINDS);
+
+/**
+ * Parses and checks the checksum; `null` for anything that is not a well-formed Keyport key.
+ * Written without a regular expression: it runs on every request, before any lookup.
+ */
 export function parseKey(key: string): ParsedKey | null {
-  if (key.length > 80) return null;
-  const match = KEY_PATTERN.exec(key);
-  if (!match) return null;
-  const [, prefix, kind, , checksum] = match as unknown as [string, string, KeyKind, string, string];
-  if (checksumOf(key.slice(0, key.length - CHECKSUM_LENGTH)) !== checksum) return null;
-  return { prefix, kind };
+  const bodyLength = RANDOM_LENGTH + CHECKSUM_LENGTH;
+  if (key.length > 80 || key.length < bodyLength + 4) return null;
+  const first = key.indexOf('_');
+  const second = key.indexOf('_', first + 1);
+  if (first < 1 || first > 16 || second === -1 || key.length - second - 1 !== bodyLength) return null;
+  const prefix = key.slice(0, first);
+  const kind = key.slice(first + 1, second);
+  if (!KIND_SET.has(kind) || !isPrefix(prefix)) return null;
+  const checksumAt = key.length - CHECKSUM_LENGTH;
+  let given = 0;
+  for (let i = second + 1; i < key.length; i++) {
+    const digit = base62Digit(key.charCodeAt(i));
+    if (digit < 0) return null;
+    if (i >= checksumAt) given = given * 62 + digit;
+  }
+  if (crc32(key.slice(0, checksumAt)) !== given) return null;
+  return { prefix, kind: kind as KeyKind };
+}
+
+/** The value of a base62 character (0-9, A-Z, a-z), or -1. */
+function base62Digit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 65 && c <= 90) return c - 55;
+  if (c >= 97 && c <= 122) return c - 61;
+  return -1;
+}
+
+function isPrefix(prefix: string): boolean {
+  const c0 = prefix.charCodeAt(0);
+  if (c0 < 97 || c0 > 122) return false;
+  for (let i = 1; i < prefix.length; i++) {
+    const c = prefix.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 122))) return false;
+  }
+  return true;
 }
 
 /** SHA-256 (hex) of the whole key: the only form in which a key is ever stored. */

@@ -28,7 +28,14 @@ describe('permissions', () => {
 
   it('api.model.request grants every model capability', () => {
     const p = permissionsFromScopes(['api.model.request']);
-    for (const capability of ['chat.completions', 'completions', 'embeddings', 'images', 'audio', 'moderations'] as const) {
+    for (const capability of [
+      'chat.completions',
+      'completions',
+      'embeddings',
+      'images',
+      'audio',
+      'moderations',
+    ] as const) {
       expect(permits(p, capability, 'write')).toBe(true);
     }
     expect(permits(p, 'files', 'read')).toBe(false);
@@ -36,7 +43,10 @@ describe('permissions', () => {
 
   it('round-trips through the canonical scope list', () => {
     const scopes = ['api.files.read', 'api.files.write', 'api.model.read'];
-    expect(scopesFromPermissions(permissionsFromScopes(scopes))).toEqual(['api.model.read', 'api.files.write']);
+    expect(scopesFromPermissions(permissionsFromScopes(scopes))).toEqual([
+      'api.model.read',
+      'api.files.write',
+    ]);
     expect(scopesFromPermissions({ mode: 'all' })).toEqual([]);
     expect(scopesFromPermissions({ mode: 'read_only' })).toEqual(['api.all.read']);
   });

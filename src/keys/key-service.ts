@@ -80,13 +80,20 @@ export class KeyService {
     const id = newId('apiKey');
     await db.transaction(async (tx) => {
       if (input.kind !== 'admin') {
-        const project = input.projectId ? await findProject(tx, input.organizationId, input.projectId) : undefined;
+        const project = input.projectId
+          ? await findProject(tx, input.organizationId, input.projectId)
+          : undefined;
         if (!project) throw notFound('project', input.projectId ?? '');
-        if (project.archivedAt) throw badRequest(`Project '${project.id}' is archived; archived projects cannot get new keys.`);
+        if (project.archivedAt)
+          throw badRequest(`Project '${project.id}' is archived; archived projects cannot get new keys.`);
       }
       // A user's key needs a user of this organization: an unknown id would fail the foreign key
       // (a 500), and another organization's user would show up, email and all, as the key's owner.
-      if (input.kind === 'proj' && input.ownerUserId && !(await findMember(tx, input.organizationId, input.ownerUserId))) {
+      if (
+        input.kind === 'proj' &&
+        input.ownerUserId &&
+        !(await findMember(tx, input.organizationId, input.ownerUserId))
+      ) {
         throw badRequest(`No user with id '${input.ownerUserId}' in this organization.`, 'owner_user_id');
       }
       await insertApiKey(
@@ -130,7 +137,9 @@ export class KeyService {
       throw badRequest('Admin keys have no scopes, model or IP allow-lists.');
     }
     if (current.expiresAt && current.expiresAt <= this.now()) {
-      throw badRequest(`API key '${id}' has expired; expired keys cannot be updated. Create a new key instead.`);
+      throw badRequest(
+        `API key '${id}' has expired; expired keys cannot be updated. Create a new key instead.`,
+      );
     }
     const restrictions = this.validateRestrictions(input);
     const patch: ApiKeyPatch = {};
@@ -208,13 +217,21 @@ export class KeyService {
   }
 }
 
-export function scopeOf(input: { organizationId: string; kind: KeyKind; projectId?: string | null | undefined }): KeyScope {
-  return { organizationId: input.organizationId, projectId: input.kind === 'admin' ? null : (input.projectId ?? null) };
+export function scopeOf(input: {
+  organizationId: string;
+  kind: KeyKind;
+  projectId?: string | null | undefined;
+}): KeyScope {
+  return {
+    organizationId: input.organizationId,
+    projectId: input.kind === 'admin' ? null : (input.projectId ?? null),
+  };
 }
 
 export function validateName(name: string): string {
   const trimmed = name.trim();
-  if (trimmed.length === 0 || trimmed.length > 256) throw badRequest('A name must have 1 to 256 characters.', 'name');
+  if (trimmed.length === 0 || trimmed.length > 256)
+    throw badRequest('A name must have 1 to 256 characters.', 'name');
   return trimmed;
 }
 

@@ -7,7 +7,8 @@ import type { Db } from '../store/database.ts';
 import { writeLastUsed } from '../store/repositories/api-keys.ts';
 
 export class LastUsedRecorder {
-  #pending = new Map<string, Date>();
+  /** Key id → epoch milliseconds of its latest use here. */
+  #pending = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
 
@@ -22,16 +23,17 @@ export class LastUsedRecorder {
     this.#timer.unref();
   }
 
-  record(keyId: string, at: Date): void {
+  /** On the verification hot path: a map write, no allocation. */
+  record(keyId: string, atMs: number): void {
     const current = this.#pending.get(keyId);
-    if (!current || current < at) this.#pending.set(keyId, at);
+    if (current === undefined || current < atMs) this.#pending.set(keyId, atMs);
   }
 
   /** The freshest of the stored and the pending time. */
   merge(keyId: string, stored: Date | null): Date | null {
     const pending = this.#pending.get(keyId);
-    if (!pending) return stored;
-    return !stored || pending > stored ? pending : stored;
+    if (pending === undefined) return stored;
+    return !stored || pending > stored.getTime() ? new Date(pending) : stored;
   }
 
   flush(): Promise<void> {
@@ -40,7 +42,7 @@ export class LastUsedRecorder {
       const batch = this.#pending;
       this.#pending = new Map();
       try {
-        await writeLastUsed(this.db, batch);
+        await writeLastUsed(this.db, new Map([...batch].map(([id, ms]) => [id, new Date(ms)])));
       } catch (error) {
         // Put the batch back (newer pending values win) and try again next time.
         for (const [id, at] of batch) this.record(id, at);

@@ -32,9 +32,9 @@ export class VerificationCache<T> {
     this.#delete(hash);
     this.#entries.set(hash, { value, keyId, until: this.now() + this.ttlMs });
     if (keyId) {
-      let hashes = this.#byKey.get(keyId);
-      if (!hashes) this.#byKey.set(keyId, (hashes = new Set()));
+      const hashes = this.#byKey.get(keyId) ?? new Set<string>();
       hashes.add(hash);
+      this.#byKey.set(keyId, hashes);
     }
   }
 

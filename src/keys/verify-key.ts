@@ -3,7 +3,12 @@
  * project and organization, or a denial code: denials are data, not exceptions; only an
  * infrastructure failure (the database is down) throws.
  */
-import { compileIpAllowList, compileModelAllowList, type IpMatcher, type ModelMatcher } from '../core/allow-lists.ts';
+import {
+  compileIpAllowList,
+  compileModelAllowList,
+  type IpMatcher,
+  type ModelMatcher,
+} from '../core/allow-lists.ts';
 import { hashKey, type KeyKind, parseKey, redactKey } from '../core/key-format.ts';
 import { type Permissions, permissionsFromScopes } from '../core/permissions.ts';
 import type { Db } from '../store/database.ts';
@@ -74,6 +79,7 @@ interface Snapshot {
   enabled: boolean;
   projectArchived: boolean;
   secretExpiresAt: number | null;
+  keyExpiresAt: number | null;
   keyAllowsIp: IpMatcher;
   projectAllowsIp: IpMatcher;
 }
@@ -104,10 +110,11 @@ export class KeyVerifier {
       this.#cache.set(hash, snapshot, snapshot?.key.id ?? null);
     }
     if (snapshot === null) return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
-    const now = (context.now ?? new Date()).getTime();
+    const now = context.now?.getTime() ?? Date.now();
     const code = denialOf(snapshot, now, context.ip);
-    if (code) return { valid: false, code, redactedValue: snapshot.key.redactedValue, keyId: snapshot.key.id };
-    this.options.lastUsed?.record(snapshot.key.id, new Date(now));
+    if (code)
+      return { valid: false, code, redactedValue: snapshot.key.redactedValue, keyId: snapshot.key.id };
+    this.options.lastUsed?.record(snapshot.key.id, now);
     return { valid: true, key: snapshot.key, project: snapshot.project, organization: snapshot.organization };
   }
 
@@ -125,10 +132,11 @@ export class KeyVerifier {
 function denialOf(snapshot: Snapshot, now: number, ip: string | undefined): DenialCode | null {
   if (snapshot.revoked) return 'REVOKED';
   if (snapshot.secretExpiresAt !== null && snapshot.secretExpiresAt <= now) return 'ROTATED';
-  if (snapshot.key.expiresAt && snapshot.key.expiresAt.getTime() <= now) return 'EXPIRED';
+  if (snapshot.keyExpiresAt !== null && snapshot.keyExpiresAt <= now) return 'EXPIRED';
   if (!snapshot.enabled) return 'DISABLED';
   if (snapshot.projectArchived) return 'PROJECT_ARCHIVED';
-  if (ip !== undefined && !(snapshot.keyAllowsIp(ip) && snapshot.projectAllowsIp(ip))) return 'IP_NOT_ALLOWED';
+  if (ip !== undefined && !(snapshot.keyAllowsIp(ip) && snapshot.projectAllowsIp(ip)))
+    return 'IP_NOT_ALLOWED';
   return null;
 }
 
@@ -155,6 +163,7 @@ function compile(row: SecretLookup): Snapshot {
     enabled: key.enabled,
     projectArchived: project?.archivedAt != null,
     secretExpiresAt: secret.expiresAt?.getTime() ?? null,
+    keyExpiresAt: key.expiresAt?.getTime() ?? null,
     keyAllowsIp: compileIpAllowList(key.allowedIps),
     projectAllowsIp: compileIpAllowList(project?.allowedIps ?? []),
   };

@@ -18,7 +18,10 @@ import {
 } from '../http/parse.ts';
 import { listObject, projectKeyObject } from './objects.ts';
 
-const listQuery = z.object({ ...pageQuery, owner_project_access: z.enum(['active', 'inactive', 'any']).optional() });
+const listQuery = z.object({
+  ...pageQuery,
+  owner_project_access: z.enum(['active', 'inactive', 'any']).optional(),
+});
 const restrictions = {
   scopes: z.array(z.string().max(100)).max(50).optional(),
   allowed_models: z.array(z.string()).max(100).optional(),
@@ -27,7 +30,11 @@ const restrictions = {
   expires_at: expiresAtSeconds.optional(),
   enabled: z.boolean().optional(),
 };
-const createBody = z.strictObject({ name: z.string(), owner_user_id: z.string().optional(), ...restrictions });
+const createBody = z.strictObject({
+  name: z.string(),
+  owner_user_id: z.string().optional(),
+  ...restrictions,
+});
 const updateBody = z.strictObject({ name: z.string().optional(), ...restrictions });
 const rotateBody = z.strictObject({ grace_period_seconds: z.number().int().optional() });
 const projectParams = z.object({ project_id: z.string() });
@@ -52,7 +59,8 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
     const { organizationId, ownerUserId, keyId } = request.admin;
     const owner = body.owner_user_id ?? ownerUserId;
     if (!owner) throw badRequest('owner_user_id is required: this admin key has no owner.', 'owner_user_id');
-    if (body.enabled === false) throw badRequest('A new key is always enabled; disable it with an update.', 'enabled');
+    if (body.enabled === false)
+      throw badRequest('A new key is always enabled; disable it with an update.', 'enabled');
     const { key, secret } = await keys.create({
       organizationId,
       projectId: project_id,
@@ -70,7 +78,9 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
 
   app.get('/projects/:project_id/api_keys/:api_key_id', async (request) => {
     const { project_id, api_key_id } = parseWith(keyParams, request.params, 'query');
-    return projectKeyObject(await keys.get({ organizationId: request.admin.organizationId, projectId: project_id }, api_key_id));
+    return projectKeyObject(
+      await keys.get({ organizationId: request.admin.organizationId, projectId: project_id }, api_key_id),
+    );
   });
 
   app.post('/projects/:project_id/api_keys/:api_key_id', async (request) => {
@@ -81,14 +91,18 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
         'Provide at least one of scopes, expires_in_seconds, expires_at, name, allowed_models, allowed_ips or enabled.',
       );
     }
-    const key = await keys.update({ organizationId: request.admin.organizationId, projectId: project_id }, api_key_id, {
-      name: body.name,
-      enabled: body.enabled,
-      scopes: body.scopes,
-      allowedModels: body.allowed_models,
-      allowedIps: body.allowed_ips,
-      expiresAt: expiryFrom(body),
-    });
+    const key = await keys.update(
+      { organizationId: request.admin.organizationId, projectId: project_id },
+      api_key_id,
+      {
+        name: body.name,
+        enabled: body.enabled,
+        scopes: body.scopes,
+        allowedModels: body.allowed_models,
+        allowedIps: body.allowed_ips,
+        expiresAt: expiryFrom(body),
+      },
+    );
     return projectKeyObject(key);
   });
 

@@ -15,7 +15,10 @@ const createBody = z.strictObject({
   create_service_account_only: z.boolean().nullish(),
   expires_in_seconds: expiresInSeconds.nullish(),
 });
-const updateBody = z.strictObject({ name: z.string().optional(), role: z.enum(['member', 'owner']).optional() });
+const updateBody = z.strictObject({
+  name: z.string().optional(),
+  role: z.enum(['member', 'owner']).optional(),
+});
 const createKeyBody = z.strictObject({
   name: z.string().optional(),
   scopes: z.array(z.string().max(100)).max(50).optional(),
@@ -37,14 +40,21 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
     const body = parseWith(createBody, request.body, 'body');
     const withoutKey = body.create_service_account_only === true;
     if (withoutKey && body.expires_in_seconds != null) {
-      throw badRequest('expires_in_seconds cannot be used with create_service_account_only.', 'expires_in_seconds');
+      throw badRequest(
+        'expires_in_seconds cannot be used with create_service_account_only.',
+        'expires_in_seconds',
+      );
     }
-    const { serviceAccount, issued } = await serviceAccounts.create(request.admin.organizationId, project_id, {
-      name: body.name,
-      withoutKey,
-      createdBy: request.admin.keyId,
-      keyRestrictions: { expiresAt: expiryFrom(body) },
-    });
+    const { serviceAccount, issued } = await serviceAccounts.create(
+      request.admin.organizationId,
+      project_id,
+      {
+        name: body.name,
+        withoutKey,
+        createdBy: request.admin.keyId,
+        keyRestrictions: { expiresAt: expiryFrom(body) },
+      },
+    );
     return {
       ...serviceAccountObject(serviceAccount),
       api_key: issued ? serviceAccountKeyObject(issued.key, issued.secret) : null,
@@ -53,13 +63,20 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
 
   app.get('/projects/:project_id/service_accounts/:service_account_id', async (request) => {
     const { project_id, service_account_id } = parseWith(accountParams, request.params, 'query');
-    return serviceAccountObject(await serviceAccounts.get(request.admin.organizationId, project_id, service_account_id));
+    return serviceAccountObject(
+      await serviceAccounts.get(request.admin.organizationId, project_id, service_account_id),
+    );
   });
 
   app.post('/projects/:project_id/service_accounts/:service_account_id', async (request) => {
     const { project_id, service_account_id } = parseWith(accountParams, request.params, 'query');
     const body = parseWith(updateBody, request.body, 'body');
-    const serviceAccount = await serviceAccounts.update(request.admin.organizationId, project_id, service_account_id, body);
+    const serviceAccount = await serviceAccounts.update(
+      request.admin.organizationId,
+      project_id,
+      service_account_id,
+      body,
+    );
     return serviceAccountObject(serviceAccount);
   });
 
@@ -72,12 +89,17 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
   app.post('/projects/:project_id/service_accounts/:service_account_id/api_keys', async (request) => {
     const { project_id, service_account_id } = parseWith(accountParams, request.params, 'query');
     const body = parseWith(createKeyBody, request.body, 'body');
-    const { key, secret } = await serviceAccounts.createKey(request.admin.organizationId, project_id, service_account_id, {
-      name: body.name ?? 'Secret key',
-      createdBy: request.admin.keyId,
-      scopes: body.scopes,
-      expiresAt: expiryFrom(body),
-    });
+    const { key, secret } = await serviceAccounts.createKey(
+      request.admin.organizationId,
+      project_id,
+      service_account_id,
+      {
+        name: body.name ?? 'Secret key',
+        createdBy: request.admin.keyId,
+        scopes: body.scopes,
+        expiresAt: expiryFrom(body),
+      },
+    );
     return serviceAccountKeyObject(key, secret);
   });
 }

@@ -43,10 +43,7 @@ export function bearerToken(header: string | undefined): string {
   }
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!match) {
-    throw new ApiError(
-      'invalid_api_key',
-      'Invalid Authorization header: expected "Bearer YOUR_KEY".',
-    );
+    throw new ApiError('invalid_api_key', 'Invalid Authorization header: expected "Bearer YOUR_KEY".');
   }
   return match[1] as string;
 }

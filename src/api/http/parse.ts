@@ -3,7 +3,11 @@ import { z } from 'zod';
 import { badRequest } from '../../core/errors.ts';
 import type { PageRequest } from '../../store/repositories/pagination.ts';
 
-export function parseWith<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query'): z.infer<S> {
+export function parseWith<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  where: 'body' | 'query',
+): z.infer<S> {
   const input = value === undefined || value === null ? {} : value;
   if (where === 'body' && (typeof input !== 'object' || Array.isArray(input))) {
     throw badRequest('The request body must be a JSON object.');
@@ -34,12 +38,20 @@ export const pageQuery = {
   order: z.enum(['asc', 'desc']).default('asc'),
 };
 
-export function pageRequest(query: { after?: string | undefined; limit: number; order: 'asc' | 'desc' }): PageRequest {
+export function pageRequest(query: {
+  after?: string | undefined;
+  limit: number;
+  order: 'asc' | 'desc';
+}): PageRequest {
   return { after: query.after, limit: query.limit, order: query.order };
 }
 
 /** `expires_in_seconds` (OpenAI) or `expires_at` (Keyport: unix seconds, null = never) → a Date. */
-export const expiresInSeconds = z.number().int().min(1).max(10 * 365 * 24 * 3600);
+export const expiresInSeconds = z
+  .number()
+  .int()
+  .min(1)
+  .max(10 * 365 * 24 * 3600);
 export const expiresAtSeconds = z.number().int().positive().nullable();
 
 export function expiryFrom(
@@ -55,4 +67,5 @@ export function expiryFrom(
 }
 
 export const unixSeconds = (date: Date): number => Math.floor(date.getTime() / 1000);
-export const unixSecondsOrNull = (date: Date | null | undefined): number | null => (date ? unixSeconds(date) : null);
+export const unixSecondsOrNull = (date: Date | null | undefined): number | null =>
+  date ? unixSeconds(date) : null;

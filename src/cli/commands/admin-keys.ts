@@ -15,7 +15,9 @@ interface AdminKey {
 }
 
 export function registerAdminKeyCommands(program: Command, globals: () => GlobalOptions): void {
-  const adminKeys = program.command('admin-keys').description('organization admin keys (for the Admin API and this CLI)');
+  const adminKeys = program
+    .command('admin-keys')
+    .description('organization admin keys (for the Admin API and this CLI)');
 
   adminKeys.command('list').action(async () => {
     const items = await new AdminClient(globals()).listAll<AdminKey>('/admin_api_keys');
@@ -44,9 +46,14 @@ export function registerAdminKeyCommands(program: Command, globals: () => Global
         ...(options.expiresIn ? { expires_in_seconds: parseDuration(options.expiresIn) } : {}),
       });
       output(globals(), key, () =>
-        [`Created admin key ${key.id}.`, '', 'Secret key (shown only now; store it somewhere safe):', '', `  ${key.value}`, ''].join(
-          '\n',
-        ),
+        [
+          `Created admin key ${key.id}.`,
+          '',
+          'Secret key (shown only now; store it somewhere safe):',
+          '',
+          `  ${key.value}`,
+          '',
+        ].join('\n'),
       );
     });
 

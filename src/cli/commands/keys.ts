@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { AdminClient, CliError } from '../client.ts';
 import { list, parseDuration, table, when } from '../format.ts';
-import { output, type GlobalOptions } from './output.ts';
+import { type GlobalOptions, output } from './output.ts';
 
 interface ProjectKey {
   id: string;
@@ -15,7 +15,11 @@ interface ProjectKey {
   allowed_models: string[];
   allowed_ips: string[];
   enabled: boolean;
-  owner: { type?: string; user?: { id: string; email: string }; service_account?: { id: string; name: string } };
+  owner: {
+    type?: string;
+    user?: { id: string; email: string };
+    service_account?: { id: string; name: string };
+  };
   value?: string;
 }
 
@@ -33,7 +37,10 @@ export function registerKeyCommands(program: Command, globals: () => GlobalOptio
 
   const withPermissions = (command: Command) =>
     command
-      .option('--scopes <scopes>', 'restricted scopes, comma-separated (e.g. api.model.read,api.model.request)')
+      .option(
+        '--scopes <scopes>',
+        'restricted scopes, comma-separated (e.g. api.model.read,api.model.request)',
+      )
       .option('--read-only', 'read-only key (scope api.all.read)')
       .option('--models <patterns>', 'model allow-list, comma-separated globs (e.g. "gpt-4o*,llama-*")')
       .option('--ips <cidrs>', 'IP allow-list, comma-separated IPv4/IPv6 CIDRs')
@@ -45,16 +52,24 @@ export function registerKeyCommands(program: Command, globals: () => GlobalOptio
       .description('create a key; its secret is printed once')
       .requiredOption('--name <name>', 'a name to recognise the key by')
       .option('--project <project_id>', 'project (default: $KEYPORT_PROJECT, or the only project)')
-      .option('--service-account <service_account_id>', 'issue the key to this service account instead of you'),
-  ).action(async (options: PermissionOptions & { name: string; project?: string; serviceAccount?: string }) => {
-    const client = new AdminClient(globals());
-    const project = await resolveProject(client, options.project);
-    const body = { name: options.name, ...restrictionsFrom(options) };
-    const key = options.serviceAccount
-      ? await client.post<ProjectKey>(`/projects/${project}/service_accounts/${options.serviceAccount}/api_keys`, body)
-      : await client.post<ProjectKey>(`/projects/${project}/api_keys`, body);
-    output(globals(), key, () => issued(key, `Created ${key.id} in ${project}.`));
-  });
+      .option(
+        '--service-account <service_account_id>',
+        'issue the key to this service account instead of you',
+      ),
+  ).action(
+    async (options: PermissionOptions & { name: string; project?: string; serviceAccount?: string }) => {
+      const client = new AdminClient(globals());
+      const project = await resolveProject(client, options.project);
+      const body = { name: options.name, ...restrictionsFrom(options) };
+      const key = options.serviceAccount
+        ? await client.post<ProjectKey>(
+            `/projects/${project}/service_accounts/${options.serviceAccount}/api_keys`,
+            body,
+          )
+        : await client.post<ProjectKey>(`/projects/${project}/api_keys`, body);
+      output(globals(), key, () => issued(key, `Created ${key.id} in ${project}.`));
+    },
+  );
 
   keys
     .command('list')
@@ -121,7 +136,8 @@ export function registerKeyCommands(program: Command, globals: () => GlobalOptio
       if (options.expiry === false) body.expires_at = null;
       if (options.enable) body.enabled = true;
       if (options.disable) body.enabled = false;
-      if (Object.keys(body).length === 0) throw new CliError('nothing to update: give at least one option (see --help)');
+      if (Object.keys(body).length === 0)
+        throw new CliError('nothing to update: give at least one option (see --help)');
       const key = await client.post<ProjectKey>(`/projects/${project}/api_keys/${keyId}`, body);
       output(globals(), key, () => describe(key, project));
     },
@@ -158,14 +174,18 @@ export function registerKeyCommands(program: Command, globals: () => GlobalOptio
     .action(async (keyId: string, options: { project?: string }) => {
       const client = new AdminClient(globals());
       const project = await projectOfKey(client, keyId, options.project);
-      const result = await client.delete<{ id: string; deleted: boolean }>(`/projects/${project}/api_keys/${keyId}`);
+      const result = await client.delete<{ id: string; deleted: boolean }>(
+        `/projects/${project}/api_keys/${keyId}`,
+      );
       output(globals(), result, () => `Revoked ${keyId}. Requests with it are refused from now on.`);
     });
 }
 
 function restrictionsFrom(options: PermissionOptions): Record<string, unknown> {
   const body: Record<string, unknown> = {};
-  const choices = [options.scopes !== undefined, options.readOnly, options.allPermissions].filter(Boolean).length;
+  const choices = [options.scopes !== undefined, options.readOnly, options.allPermissions].filter(
+    Boolean,
+  ).length;
   if (choices > 1) throw new CliError('choose one of --scopes, --read-only and --all-permissions');
   if (options.scopes !== undefined) body.scopes = list(options.scopes);
   if (options.readOnly) body.scopes = ['api.all.read'];
@@ -187,7 +207,11 @@ async function resolveProject(client: AdminClient, explicit: string | undefined)
 }
 
 /** Keys are addressed by project in the Admin API; find the key's project when not given. */
-async function projectOfKey(client: AdminClient, keyId: string, explicit: string | undefined): Promise<string> {
+async function projectOfKey(
+  client: AdminClient,
+  keyId: string,
+  explicit: string | undefined,
+): Promise<string> {
   const chosen = explicit ?? process.env.KEYPORT_PROJECT;
   if (chosen) return chosen;
   const projects = await client.listAll<{ id: string }>('/projects', { include_archived: true });

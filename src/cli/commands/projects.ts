@@ -31,7 +31,9 @@ export function registerProjectCommands(program: Command, globals: () => GlobalO
     .option('--all', 'include archived projects')
     .action(async (options: { all?: boolean }) => {
       const client = new AdminClient(globals());
-      const items = await client.listAll<Project>('/projects', { include_archived: options.all ? true : undefined });
+      const items = await client.listAll<Project>('/projects', {
+        include_archived: options.all ? true : undefined,
+      });
       output(globals(), items, () =>
         table(
           items.map((p) => ({ id: p.id, name: p.name, status: p.status, created: when(p.created_at) })),

@@ -5,15 +5,17 @@
 import type { Command } from 'commander';
 import {
   AlreadyInitializedError,
-  bootstrap,
   type BootstrapInput,
   type BootstrapResult,
+  bootstrap,
   DEFAULT_BOOTSTRAP,
   isInitialized,
 } from '../../accounts/bootstrap.ts';
 import { loadConfig } from '../../config/config.ts';
 import { closeOnSignals, startServer } from '../../server.ts';
 import { createServices } from '../../services.ts';
+import { findOrganization, findOwner, firstOrganization } from '../../store/repositories/organizations.ts';
+import { CliError } from '../client.ts';
 import type { GlobalOptions } from './output.ts';
 
 interface InitOptions {
@@ -58,12 +60,50 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
           })}\n`,
         );
       } else {
-        process.stdout.write(`${welcome(result, `http://127.0.0.1:${config.port}`, 'Start it with: keyport serve')}\n`);
+        process.stdout.write(
+          `${welcome(result, `http://127.0.0.1:${config.port}`, 'Start it with: keyport serve')}\n`,
+        );
       }
     } finally {
       await services.close();
     }
   });
+
+  program
+    .command('recover-admin-key')
+    .description(
+      'issue a new admin key with direct database access (for a lost key; stop the server first on PGlite)',
+    )
+    .option('--org <organization_id>', 'organization (default: the first one)')
+    .action(async (options: { org?: string }) => {
+      const config = loadConfig();
+      const services = await createServices(config);
+      try {
+        const organization = options.org
+          ? await findOrganization(services.store.db, options.org)
+          : await firstOrganization(services.store.db);
+        if (!organization)
+          throw new CliError(
+            options.org ? `no organization ${options.org}` : 'not initialized: run keyport init',
+          );
+        const owner = await findOwner(services.store.db, organization.id);
+        const { key, secret } = await services.keys.create({
+          organizationId: organization.id,
+          kind: 'admin',
+          name: `Recovered admin key ${new Date().toISOString().slice(0, 10)}`,
+          ownerUserId: owner?.id ?? null,
+          createdBy: owner?.id ?? 'cli:recover-admin-key',
+        });
+        process.stdout.write(
+          globals().json
+            ? `${JSON.stringify({ organization_id: organization.id, admin_key_id: key.id, admin_key: secret })}\n`
+            : `New admin key ${key.id} for ${organization.name} (${organization.id}), shown only this once:\n\n  ${secret}\n\n` +
+                'Revoke the lost one with: keyport admin-keys list, then keyport admin-keys revoke <id>\n',
+        );
+      } finally {
+        await services.close();
+      }
+    });
 
   program
     .command('serve')
@@ -75,7 +115,9 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
       const initialized = await isInitialized(server.services.store.db);
       process.stdout.write(
         `\nKeyport is running at ${server.url} (${describeStore(server.services.store)}).\n` +
-          (initialized ? '' : 'This instance has no organization yet: stop it and run `keyport init`, or use `keyport start`.\n'),
+          (initialized
+            ? ''
+            : 'This instance has no organization yet: stop it and run `keyport init`, or use `keyport start`.\n'),
       );
     });
 
@@ -109,7 +151,9 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
 }
 
 function describeStore(store: { dialect: string; location: string }): string {
-  return store.dialect === 'pglite' ? `embedded database in ${store.location}` : `PostgreSQL at ${store.location}`;
+  return store.dialect === 'pglite'
+    ? `embedded database in ${store.location}`
+    : `PostgreSQL at ${store.location}`;
 }
 
 function welcome(result: BootstrapResult, url: string, next?: string): string {

@@ -13,13 +13,17 @@ interface ServiceAccount {
 }
 
 export function registerServiceAccountCommands(program: Command, globals: () => GlobalOptions): void {
-  const accounts = program.command('service-accounts').description("a project's service accounts (bot identities)");
+  const accounts = program
+    .command('service-accounts')
+    .description("a project's service accounts (bot identities)");
 
   accounts
     .command('list')
     .requiredOption('--project <project_id>', 'project')
     .action(async (options: { project: string }) => {
-      const items = await new AdminClient(globals()).listAll<ServiceAccount>(`/projects/${options.project}/service_accounts`);
+      const items = await new AdminClient(globals()).listAll<ServiceAccount>(
+        `/projects/${options.project}/service_accounts`,
+      );
       output(globals(), items, () =>
         table(
           items.map((a) => ({ id: a.id, name: a.name, role: a.role, created: when(a.created_at) })),
@@ -33,15 +37,24 @@ export function registerServiceAccountCommands(program: Command, globals: () => 
     .requiredOption('--project <project_id>', 'project')
     .option('--no-key', 'create the account without a first key')
     .action(async (name: string, options: { project: string; key: boolean }) => {
-      const account = await new AdminClient(globals()).post<ServiceAccount>(`/projects/${options.project}/service_accounts`, {
-        name,
-        ...(options.key ? {} : { create_service_account_only: true }),
-      });
+      const account = await new AdminClient(globals()).post<ServiceAccount>(
+        `/projects/${options.project}/service_accounts`,
+        {
+          name,
+          ...(options.key ? {} : { create_service_account_only: true }),
+        },
+      );
       output(globals(), account, () =>
         [
           `Created service account ${account.id} (${account.name}).`,
           ...(account.api_key
-            ? ['', `Secret key ${account.api_key.id} (shown only now; store it somewhere safe):`, '', `  ${account.api_key.value}`, '']
+            ? [
+                '',
+                `Secret key ${account.api_key.id} (shown only now; store it somewhere safe):`,
+                '',
+                `  ${account.api_key.value}`,
+                '',
+              ]
             : []),
         ].join('\n'),
       );
@@ -52,7 +65,9 @@ export function registerServiceAccountCommands(program: Command, globals: () => 
     .requiredOption('--project <project_id>', 'project')
     .description('delete a service account and revoke all its keys')
     .action(async (id: string, options: { project: string }) => {
-      const result = await new AdminClient(globals()).delete(`/projects/${options.project}/service_accounts/${id}`);
+      const result = await new AdminClient(globals()).delete(
+        `/projects/${options.project}/service_accounts/${id}`,
+      );
       output(globals(), result, () => `Deleted service account ${id}; its keys are revoked.`);
     });
 }

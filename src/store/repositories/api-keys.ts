@@ -22,7 +22,10 @@ export interface ApiKeyView extends ApiKeyRow {
   serviceAccount: ServiceAccountRow | null;
 }
 
-export type NewApiKey = Omit<typeof apiKeys.$inferInsert, 'createdAt' | 'updatedAt' | 'lastUsedAt' | 'revokedAt'>;
+export type NewApiKey = Omit<
+  typeof apiKeys.$inferInsert,
+  'createdAt' | 'updatedAt' | 'lastUsedAt' | 'revokedAt'
+>;
 
 export async function insertApiKey(db: DbOrTx, values: NewApiKey, secretHash: string): Promise<ApiKeyRow> {
   const [row] = await db.insert(apiKeys).values(values).returning();
@@ -43,7 +46,12 @@ function toView(row: {
   ownerRole: 'owner' | 'reader' | null;
   serviceAccount: ServiceAccountRow | null;
 }): ApiKeyView {
-  return { ...row.key, ownerUser: row.ownerUser, ownerRole: row.ownerRole, serviceAccount: row.serviceAccount };
+  return {
+    ...row.key,
+    ownerUser: row.ownerUser,
+    ownerRole: row.ownerRole,
+    serviceAccount: row.serviceAccount,
+  };
 }
 
 function selectViews(db: DbOrTx) {
@@ -53,7 +61,10 @@ function selectViews(db: DbOrTx) {
     .leftJoin(users, eq(users.id, apiKeys.ownerUserId))
     .leftJoin(
       organizationMembers,
-      and(eq(organizationMembers.organizationId, apiKeys.organizationId), eq(organizationMembers.userId, apiKeys.ownerUserId)),
+      and(
+        eq(organizationMembers.organizationId, apiKeys.organizationId),
+        eq(organizationMembers.userId, apiKeys.ownerUserId),
+      ),
     )
     .leftJoin(serviceAccounts, eq(serviceAccounts.id, apiKeys.serviceAccountId));
 }
@@ -89,7 +100,11 @@ export async function listApiKeys(
 ): Promise<Page<ApiKeyView>> {
   const order = page.order === 'asc' ? asc : desc;
   const access =
-    page.ownerAccess === 'active' ? ownerIsActive : page.ownerAccess === 'inactive' ? sql`not (${ownerIsActive})` : undefined;
+    page.ownerAccess === 'active'
+      ? ownerIsActive
+      : page.ownerAccess === 'inactive'
+        ? sql`not (${ownerIsActive})`
+        : undefined;
   const rows = await selectViews(db)
     .where(and(...scopeConditions(scope), access, afterCursor(apiKeys, apiKeys.createdAt, apiKeys.id, page)))
     .orderBy(order(apiKeys.createdAt), order(apiKeys.id))
@@ -98,7 +113,10 @@ export async function listApiKeys(
 }
 
 export type ApiKeyPatch = Partial<
-  Pick<ApiKeyRow, 'name' | 'scopes' | 'allowedModels' | 'allowedIps' | 'expiresAt' | 'enabled' | 'redactedValue'>
+  Pick<
+    ApiKeyRow,
+    'name' | 'scopes' | 'allowedModels' | 'allowedIps' | 'expiresAt' | 'enabled' | 'redactedValue'
+  >
 >;
 
 export async function updateApiKey(db: DbOrTx, id: string, patch: ApiKeyPatch): Promise<void> {

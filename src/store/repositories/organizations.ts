@@ -4,7 +4,10 @@ import type { DbOrTx } from '../database.ts';
 import { organizationMembers, organizations, type UserRow, users } from '../schema.ts';
 
 export async function insertOrganization(db: DbOrTx, name: string) {
-  const [row] = await db.insert(organizations).values({ id: newId('organization'), name }).returning();
+  const [row] = await db
+    .insert(organizations)
+    .values({ id: newId('organization'), name })
+    .returning();
   return row!;
 }
 
@@ -24,7 +27,10 @@ export async function firstOrganization(db: DbOrTx) {
 }
 
 export async function insertUser(db: DbOrTx, email: string, name: string): Promise<UserRow> {
-  const [row] = await db.insert(users).values({ id: newId('user'), email, name }).returning();
+  const [row] = await db
+    .insert(users)
+    .values({ id: newId('user'), email, name })
+    .returning();
   return row!;
 }
 
@@ -33,7 +39,12 @@ export async function findUser(db: DbOrTx, id: string) {
   return row;
 }
 
-export async function addMember(db: DbOrTx, organizationId: string, userId: string, role: 'owner' | 'reader') {
+export async function addMember(
+  db: DbOrTx,
+  organizationId: string,
+  userId: string,
+  role: 'owner' | 'reader',
+) {
   await db.insert(organizationMembers).values({ organizationId, userId, role });
 }
 
@@ -41,7 +52,9 @@ export async function findMember(db: DbOrTx, organizationId: string, userId: str
   const [row] = await db
     .select()
     .from(organizationMembers)
-    .where(and(eq(organizationMembers.organizationId, organizationId), eq(organizationMembers.userId, userId)));
+    .where(
+      and(eq(organizationMembers.organizationId, organizationId), eq(organizationMembers.userId, userId)),
+    );
   return row;
 }
 

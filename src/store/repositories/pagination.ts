@@ -25,7 +25,9 @@ export function afterCursor(
 ): SQL | undefined {
   if (!page.after) return undefined;
   const cursor = sql`(select ${createdAt}, ${id} from ${table} where ${id} = ${page.after})`;
-  return page.order === 'asc' ? sql`(${createdAt}, ${id}) > ${cursor}` : sql`(${createdAt}, ${id}) < ${cursor}`;
+  return page.order === 'asc'
+    ? sql`(${createdAt}, ${id}) > ${cursor}`
+    : sql`(${createdAt}, ${id}) < ${cursor}`;
 }
 
 export function toPage<T>(rows: T[], limit: number): Page<T> {
