@@ -2,8 +2,9 @@
  * Test databases: PGlite from the migrated template, and — when KEYPORT_TEST_DATABASE_URL is
  * set (CI sets it) — a fresh PostgreSQL database per call, dropped on close.
  */
-import { readFileSync } from 'node:fs';
+
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { openStore, type Store } from '../../src/store/database.ts';

@@ -3,14 +3,15 @@
  * organization with its admin key, and the official `openai` SDK wired to the app through
  * `app.inject` (no ports).
  */
+
+import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { bootstrap, type BootstrapResult, DEFAULT_BOOTSTRAP } from '../../src/accounts/bootstrap.ts';
+import { type BootstrapResult, bootstrap, DEFAULT_BOOTSTRAP } from '../../src/accounts/bootstrap.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { type Config, type ConfigInput, loadConfig } from '../../src/config/config.ts';
 import { createLogger, createServices, type Services } from '../../src/services.ts';
 import { type Backend, openTestStore } from './stores.ts';
-import { Writable } from 'node:stream';
 
 export interface TestApp {
   app: FastifyInstance;
@@ -52,7 +53,9 @@ export async function createTestApp(
     sdk: (sdkOptions = {}) =>
       new OpenAI({
         baseURL: 'http://keyport.test/v1',
-        ...(sdkOptions.apiKey ? { apiKey: sdkOptions.apiKey } : { adminAPIKey: sdkOptions.adminKey ?? adminKey }),
+        ...(sdkOptions.apiKey
+          ? { apiKey: sdkOptions.apiKey }
+          : { adminAPIKey: sdkOptions.adminKey ?? adminKey }),
         maxRetries: sdkOptions.maxRetries ?? 0,
         fetch: injectFetch(app),
       }),

@@ -15,8 +15,18 @@ import {
   updateApiKey,
   writeLastUsed,
 } from '../../src/store/repositories/api-keys.ts';
-import { addMember, findOwner, insertOrganization, insertUser } from '../../src/store/repositories/organizations.ts';
-import { findProject, insertProject, listProjects, updateProject } from '../../src/store/repositories/projects.ts';
+import {
+  addMember,
+  findOwner,
+  insertOrganization,
+  insertUser,
+} from '../../src/store/repositories/organizations.ts';
+import {
+  findProject,
+  insertProject,
+  listProjects,
+  updateProject,
+} from '../../src/store/repositories/projects.ts';
 import {
   findServiceAccount,
   insertServiceAccount,
@@ -106,7 +116,9 @@ describe.each(backends)('repositories on %s', (backend) => {
     expect(await findApiKey(store.db, { organizationId: other.id, projectId }, row.id)).toBeUndefined();
     expect(await findApiKey(store.db, { organizationId: orgId, projectId: null }, row.id)).toBeUndefined();
     const admin = await newKey('admin', { kind: 'admin', projectId: null });
-    expect(await findApiKey(store.db, { organizationId: orgId, projectId: null }, admin.row.id)).toBeDefined();
+    expect(
+      await findApiKey(store.db, { organizationId: orgId, projectId: null }, admin.row.id),
+    ).toBeDefined();
     expect(await findApiKey(store.db, { organizationId: orgId, projectId }, admin.row.id)).toBeUndefined();
   });
 
@@ -137,10 +149,22 @@ describe.each(backends)('repositories on %s', (backend) => {
     expect(await revokeApiKey(store.db, row.id)).toEqual([row.id]);
     expect(await revokeApiKey(store.db, row.id)).toEqual([]);
     expect((await findBySecretHash(store.db, hashKey(secret)))?.key.revokedAt).toBeInstanceOf(Date);
-    expect((await listApiKeys(store.db, { organizationId: orgId, projectId: project.id }, { limit: 10, order: 'asc' })).items).toEqual([]);
+    expect(
+      (
+        await listApiKeys(
+          store.db,
+          { organizationId: orgId, projectId: project.id },
+          { limit: 10, order: 'asc' },
+        )
+      ).items,
+    ).toEqual([]);
     // A cursor on a revoked key still anchors the next page.
     const next = await newKey('after revoked', { projectId: project.id });
-    const page = await listApiKeys(store.db, { organizationId: orgId, projectId: project.id }, { limit: 10, order: 'asc', after: row.id });
+    const page = await listApiKeys(
+      store.db,
+      { organizationId: orgId, projectId: project.id },
+      { limit: 10, order: 'asc', after: row.id },
+    );
     expect(page.items.map((k) => k.id)).toEqual([next.row.id]);
   });
 
@@ -149,15 +173,23 @@ describe.each(backends)('repositories on %s', (backend) => {
     const second = generateKey('kp', 'proj');
     const inAnHour = new Date(Date.now() + 3_600_000);
     await rotateApiKeySecret(store.db, row.id, hashKey(second), redactKey(second), inAnHour);
-    expect((await findBySecretHash(store.db, hashKey(first)))?.secret.expiresAt?.getTime()).toBe(inAnHour.getTime());
+    expect((await findBySecretHash(store.db, hashKey(first)))?.secret.expiresAt?.getTime()).toBe(
+      inAnHour.getTime(),
+    );
     expect((await findBySecretHash(store.db, hashKey(second)))?.secret.expiresAt).toBeNull();
     const third = generateKey('kp', 'proj');
     const inAMinute = new Date(Date.now() + 60_000);
     await rotateApiKeySecret(store.db, row.id, hashKey(third), redactKey(third), inAMinute);
     // The first secret's grace can only shrink; the second now ends in a minute too.
-    expect((await findBySecretHash(store.db, hashKey(first)))?.secret.expiresAt?.getTime()).toBe(inAMinute.getTime());
-    expect((await findBySecretHash(store.db, hashKey(second)))?.secret.expiresAt?.getTime()).toBe(inAMinute.getTime());
-    expect((await findApiKey(store.db, { organizationId: orgId, projectId }, row.id))?.redactedValue).toBe(redactKey(third));
+    expect((await findBySecretHash(store.db, hashKey(first)))?.secret.expiresAt?.getTime()).toBe(
+      inAMinute.getTime(),
+    );
+    expect((await findBySecretHash(store.db, hashKey(second)))?.secret.expiresAt?.getTime()).toBe(
+      inAMinute.getTime(),
+    );
+    expect((await findApiKey(store.db, { organizationId: orgId, projectId }, row.id))?.redactedValue).toBe(
+      redactKey(third),
+    );
     const secrets = await store.db.select().from(apiKeySecrets).where(eq(apiKeySecrets.keyId, row.id));
     expect(secrets).toHaveLength(3);
   });
@@ -167,7 +199,13 @@ describe.each(backends)('repositories on %s', (backend) => {
     const b = await newKey('used-b');
     const t1 = new Date('2026-01-01T00:00:00.000Z');
     const t2 = new Date('2026-01-02T00:00:00.000Z');
-    await writeLastUsed(store.db, new Map([[a.row.id, t2], [b.row.id, t1]]));
+    await writeLastUsed(
+      store.db,
+      new Map([
+        [a.row.id, t2],
+        [b.row.id, t1],
+      ]),
+    );
     await writeLastUsed(store.db, new Map([[a.row.id, t1]]));
     const scope = { organizationId: orgId, projectId };
     expect((await findApiKey(store.db, scope, a.row.id))?.lastUsedAt?.toISOString()).toBe(t2.toISOString());
@@ -225,11 +263,18 @@ describe.each(backends)('repositories on %s', (backend) => {
   });
 
   it('service accounts: soft delete hides them and revokes their keys', async () => {
-    const account = await insertServiceAccount(store.db, { organizationId: orgId, projectId, name: 'bot', role: 'member' });
+    const account = await insertServiceAccount(store.db, {
+      organizationId: orgId,
+      projectId,
+      name: 'bot',
+      role: 'member',
+    });
     const key = await newKey('bot key', { kind: 'svc', ownerUserId: null, serviceAccountId: account.id });
-    expect((await listServiceAccounts(store.db, orgId, projectId, { limit: 10, order: 'asc' })).items.map((a) => a.id)).toContain(
-      account.id,
-    );
+    expect(
+      (await listServiceAccounts(store.db, orgId, projectId, { limit: 10, order: 'asc' })).items.map(
+        (a) => a.id,
+      ),
+    ).toContain(account.id);
     await updateServiceAccount(store.db, account.id, { deletedAt: new Date() });
     expect(await revokeServiceAccountKeys(store.db, account.id)).toEqual([key.row.id]);
     expect(await findServiceAccount(store.db, orgId, projectId, account.id)).toBeUndefined();
@@ -242,7 +287,9 @@ describe.skipIf(!POSTGRES_URL)('PostgreSQL migrations', () => {
     const { url, drop } = await createPostgresDatabase();
     try {
       const stores = await Promise.all([1, 2, 3].map(() => openStore({ databaseUrl: url, poolSize: 2 })));
-      const result = await stores[0]!.pool!.query("select count(*)::int as n from information_schema.tables where table_name = 'api_keys'");
+      const result = await stores[0]!.pool!.query(
+        "select count(*)::int as n from information_schema.tables where table_name = 'api_keys'",
+      );
       expect(result.rows[0].n).toBe(1);
       await Promise.all(stores.map((s) => s.close()));
     } finally {

@@ -89,7 +89,10 @@ describe.each(backends)('verifyKey on %s', (backend) => {
       if (!result.valid) expect(result.redactedValue).not.toBe(secret.length > 16 ? secret : '\0');
     }
     // Another deployment's prefix: well-formed, but cannot be ours.
-    expect(await verifier.verify(generateKey('other', 'proj'))).toMatchObject({ valid: false, code: 'NOT_FOUND' });
+    expect(await verifier.verify(generateKey('other', 'proj'))).toMatchObject({
+      valid: false,
+      code: 'NOT_FOUND',
+    });
     expect(lookups()).toBe(before);
   });
 
@@ -165,10 +168,21 @@ describe.each(backends)('verifyKey on %s', (backend) => {
 
   it('refuses bad restrictions with 400s and writes nothing', async () => {
     const before = (await keys.list(scope(), { limit: 100, order: 'asc' })).items.length;
-    await expect(createKey({ allowedIps: ['10.0.0.0/33'] })).rejects.toMatchObject({ status: 400, param: 'allowed_ips' });
-    await expect(createKey({ allowedModels: ['gpt-[4'] })).rejects.toMatchObject({ status: 400, param: 'allowed_models' });
-    await expect(createKey({ scopes: ['api.everything'] })).rejects.toMatchObject({ status: 400, param: 'scopes' });
-    await expect(createKey({ expiresAt: new Date(Date.now() - 1000) })).rejects.toMatchObject({ status: 400 });
+    await expect(createKey({ allowedIps: ['10.0.0.0/33'] })).rejects.toMatchObject({
+      status: 400,
+      param: 'allowed_ips',
+    });
+    await expect(createKey({ allowedModels: ['gpt-[4'] })).rejects.toMatchObject({
+      status: 400,
+      param: 'allowed_models',
+    });
+    await expect(createKey({ scopes: ['api.everything'] })).rejects.toMatchObject({
+      status: 400,
+      param: 'scopes',
+    });
+    await expect(createKey({ expiresAt: new Date(Date.now() - 1000) })).rejects.toMatchObject({
+      status: 400,
+    });
     await expect(createKey({ name: '' })).rejects.toMatchObject({ status: 400, param: 'name' });
     expect((await keys.list(scope(), { limit: 100, order: 'asc' })).items.length).toBe(before);
   });
@@ -195,7 +209,10 @@ describe.skipIf(!POSTGRES_URL)('revocation across instances on PostgreSQL', () =
         createdBy: instance.owner.id,
       });
       expect((await b.verifier.verify(secret)).valid).toBe(true); // now cached on B for 60 s
-      await a.keys.revoke({ organizationId: instance.organization.id, projectId: instance.project.id }, key.id);
+      await a.keys.revoke(
+        { organizationId: instance.organization.id, projectId: instance.project.id },
+        key.id,
+      );
       const deadline = Date.now() + 1000;
       let result = await b.verifier.verify(secret);
       while (result.valid && Date.now() < deadline) {
