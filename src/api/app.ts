@@ -10,7 +10,7 @@ import Fastify, {
   LogController,
 } from 'fastify';
 import { ApiError } from '../core/errors.ts';
-import { KEY_PATTERN_IN_TEXT } from '../core/key-format.ts';
+import { KEY_PATTERN_IN_TEXT, redactKey } from '../core/key-format.ts';
 import type { Services } from '../services.ts';
 import { registerAdminApi } from './admin/routes.ts';
 
@@ -45,12 +45,9 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    // A key in a URL ends up in proxy logs and browser history: refuse it outright.
-    const query = request.url.indexOf('?');
-    if (
-      query !== -1 &&
-      new RegExp(KEY_PATTERN_IN_TEXT.source).test(decodeURIComponentSafe(request.url.slice(query)))
-    ) {
+    // A key in a URL ends up in proxy logs and browser history: refuse it outright. The path
+    // counts too (a secret pasted where an id belongs), or a 404 would echo it back.
+    if (KEY_IN_URL.test(decodeURIComponentSafe(request.url))) {
       throw new ApiError(
         'invalid_request',
         'API keys must be sent in the Authorization header, never in the URL. Revoke a key that has been sent in a URL.',
@@ -62,7 +59,8 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     request.log.info(
       {
         method: request.method,
-        path: request.routeOptions.url ?? request.url.split('?')[0],
+        // No route matched: the raw path, with any key pasted into it redacted.
+        path: request.routeOptions.url ?? redactKeysIn(request.url.split('?')[0] ?? ''),
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },
@@ -118,6 +116,13 @@ function toApiError(error: FastifyError | ApiError): ApiError {
     'The server had an error while processing your request. Sorry about that!',
   );
 }
+
+function redactKeysIn(path: string): string {
+  return decodeURIComponentSafe(path).replace(KEY_PATTERN_IN_TEXT, (key) => redactKey(key));
+}
+
+/** Not global, so `test` keeps no state between requests. */
+const KEY_IN_URL = new RegExp(KEY_PATTERN_IN_TEXT.source);
 
 function decodeURIComponentSafe(text: string): string {
   try {

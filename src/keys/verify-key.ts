@@ -112,8 +112,9 @@ export class KeyVerifier {
     if (snapshot === null) return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
     const now = context.now?.getTime() ?? Date.now();
     const code = denialOf(snapshot, now, context.ip);
-    if (code)
-      return { valid: false, code, redactedValue: snapshot.key.redactedValue, keyId: snapshot.key.id };
+    // The presented secret's redacted form, not the key's: after a rotation the key shows the new
+    // secret, and a holder of the old (perhaps leaked) one must learn nothing of it.
+    if (code) return { valid: false, code, redactedValue: redactKey(secret), keyId: snapshot.key.id };
     this.options.lastUsed?.record(snapshot.key.id, now);
     return { valid: true, key: snapshot.key, project: snapshot.project, organization: snapshot.organization };
   }

@@ -1,6 +1,7 @@
 /** Admin API authentication: an admin key (`kp_admin_…`) of the organization, in the Authorization header. */
 import type { FastifyRequest } from 'fastify';
 import { ApiError } from '../../core/errors.ts';
+import { redactKey } from '../../core/key-format.ts';
 import type { KeyVerifier } from '../../keys/verify-key.ts';
 import { bearerToken, denialToError } from '../http/denials.ts';
 
@@ -26,7 +27,7 @@ export function authenticateAdmin(verifier: KeyVerifier) {
       throw new ApiError(
         'missing_scope',
         `You have insufficient permissions for this operation. Missing scopes: api.management.read. ` +
-          `The Admin API requires an admin key; ${result.key.redactedValue} is a ${result.key.kind === 'svc' ? 'service account' : 'project'} key.`,
+          `The Admin API requires an admin key; ${redactKey(secret)} is a ${result.key.kind === 'svc' ? 'service account' : 'project'} key.`,
       );
     }
     request.admin = {
