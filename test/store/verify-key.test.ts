@@ -166,6 +166,21 @@ describe.each(backends)('verifyKey on %s', (backend) => {
     expect((await verifier.verify(again.secret)).valid).toBe(true);
   });
 
+  it('refuses to update an expired key (as OpenAI does) but still lets it be revoked', async () => {
+    let clock = Date.now();
+    const timed = new KeyService(store.db, {
+      keyPrefix: 'kp',
+      notifier: new LocalKeyChangeNotifier(verifier),
+      now: () => new Date(clock),
+    });
+    const { key, secret } = await createKey({ expiresAt: new Date(clock + 60_000) });
+    clock += 61_000;
+    await expect(timed.update(scope(), key.id, { name: 'late' })).rejects.toMatchObject({ status: 400 });
+    expect((await timed.get(scope(), key.id)).name).toBe('k');
+    await timed.revoke(scope(), key.id);
+    expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'REVOKED' });
+  });
+
   it('refuses bad restrictions with 400s and writes nothing', async () => {
     const before = (await keys.list(scope(), { limit: 100, order: 'asc' })).items.length;
     await expect(createKey({ allowedIps: ['10.0.0.0/33'] })).rejects.toMatchObject({
