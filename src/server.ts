@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './api/app.ts';
 import type { Config } from './config/config.ts';
+import { UserError } from './core/user-error.ts';
 import { createServices, type Services } from './services.ts';
 
 export interface RunningServer {
@@ -20,6 +21,11 @@ export async function startServer(config: Config, services?: Services): Promise<
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await svc.close();
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new UserError(
+        `KEYPORT_PORT: ${config.host}:${config.port} is already in use (another Keyport?). Stop it or choose another port.`,
+      );
+    }
     throw error;
   }
   const address = app.server.address();

@@ -2,6 +2,7 @@
  * First run: an organization, its owner, a first project and an admin key, in one transaction.
  * Used by `keyport init` and by `keyport start` on an empty database.
  */
+import { UserError } from '../core/user-error.ts';
 import type { IssuedKey, KeyService } from '../keys/key-service.ts';
 import type { Db } from '../store/database.ts';
 import {
@@ -12,13 +13,9 @@ import {
 } from '../store/repositories/organizations.ts';
 import { insertProject } from '../store/repositories/projects.ts';
 import type { OrganizationRow, ProjectRow, UserRow } from '../store/schema.ts';
+import type { BootstrapInput } from './bootstrap-defaults.ts';
 
-export interface BootstrapInput {
-  organizationName: string;
-  ownerEmail: string;
-  ownerName: string;
-  projectName: string;
-}
+export { type BootstrapInput, DEFAULT_BOOTSTRAP } from './bootstrap-defaults.ts';
 
 export interface BootstrapResult {
   organization: OrganizationRow;
@@ -27,14 +24,7 @@ export interface BootstrapResult {
   adminKey: IssuedKey;
 }
 
-export const DEFAULT_BOOTSTRAP: BootstrapInput = {
-  organizationName: 'My organization',
-  ownerEmail: 'owner@localhost',
-  ownerName: 'Owner',
-  projectName: 'Default project',
-};
-
-export class AlreadyInitializedError extends Error {}
+export class AlreadyInitializedError extends UserError {}
 
 export async function isInitialized(db: Db): Promise<boolean> {
   return (await countOrganizations(db)) > 0;

@@ -3,7 +3,9 @@
  * an admin key, exactly as curl or the `openai` SDK would: one code path for every surface, and
  * no second process opening the embedded database while the server holds it.
  */
-export class CliError extends Error {}
+import { UserError } from '../core/user-error.ts';
+
+export class CliError extends UserError {}
 
 export interface ClientOptions {
   url?: string | undefined;

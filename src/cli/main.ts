@@ -1,9 +1,6 @@
 /** `keyport`: the command line. */
 import { Command, CommanderError } from 'commander';
-import { AlreadyInitializedError } from '../accounts/bootstrap.ts';
-import { ConfigError } from '../config/config.ts';
-import { DataDirLockedError } from '../store/data-dir-lock.ts';
-import { CliError } from './client.ts';
+import { UserError } from '../core/user-error.ts';
 import { registerAdminKeyCommands } from './commands/admin-keys.ts';
 import { registerKeyCommands } from './commands/keys.ts';
 import type { GlobalOptions } from './commands/output.ts';
@@ -42,10 +39,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = error.exitCode;
       return;
     }
-    const known = [CliError, ConfigError, DataDirLockedError, AlreadyInitializedError].some(
-      (type) => error instanceof type,
-    );
-    process.stderr.write(`keyport: ${known ? (error as Error).message : (error as Error).stack}\n`);
+    process.stderr.write(`keyport: ${error instanceof UserError ? error.message : (error as Error).stack}\n`);
     process.exitCode = 1;
   }
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { PREFIX_PATTERN } from '../core/key-format.ts';
+import { UserError } from '../core/user-error.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -48,7 +49,7 @@ const ENV_NAMES: Record<keyof Config, string> = {
   lastUsedFlushMs: 'KEYPORT_LAST_USED_FLUSH_MS',
 };
 
-export class ConfigError extends Error {}
+export class ConfigError extends UserError {}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
   const fromFile = env.KEYPORT_CONFIG ? readConfigFile(env.KEYPORT_CONFIG) : {};

@@ -4,8 +4,9 @@
  */
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { UserError } from '../core/user-error.ts';
 
-export class DataDirLockedError extends Error {}
+export class DataDirLockedError extends UserError {}
 
 export function lockDataDir(dataDir: string): () => void {
   mkdirSync(dataDir, { recursive: true });

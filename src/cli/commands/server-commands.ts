@@ -1,36 +1,20 @@
 /**
- * Commands that own the database: `init`, `serve` and `start` (init if needed, then serve).
- * Everything else goes through the running server's Admin API.
+ * Commands that own the database: `init`, `serve`, `start` (init if needed, then serve) and
+ * `recover-admin-key`. Their implementation is loaded only when one of them runs, so the
+ * Admin API commands start without loading the database drivers or the server.
  */
 import type { Command } from 'commander';
-import {
-  AlreadyInitializedError,
-  type BootstrapInput,
-  type BootstrapResult,
-  bootstrap,
-  DEFAULT_BOOTSTRAP,
-  isInitialized,
-} from '../../accounts/bootstrap.ts';
-import { loadConfig } from '../../config/config.ts';
-import { closeOnSignals, startServer } from '../../server.ts';
-import { createServices } from '../../services.ts';
-import { findOrganization, findOwner, firstOrganization } from '../../store/repositories/organizations.ts';
-import { CliError } from '../client.ts';
+import { DEFAULT_BOOTSTRAP } from '../../accounts/bootstrap-defaults.ts';
 import type { GlobalOptions } from './output.ts';
 
-interface InitOptions {
+export interface InitOptions {
   orgName: string;
   email: string;
   name: string;
   projectName: string;
 }
 
-const bootstrapInput = (options: InitOptions): BootstrapInput => ({
-  organizationName: options.orgName,
-  ownerEmail: options.email,
-  ownerName: options.name,
-  projectName: options.projectName,
-});
+const actions = () => import('./server-actions.ts');
 
 export function registerServerCommands(program: Command, globals: () => GlobalOptions): void {
   const withInitOptions = (command: Command) =>
@@ -44,30 +28,7 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
     program
       .command('init')
       .description('create the organization, its owner, a first project and an admin key (printed once)'),
-  ).action(async (options: InitOptions) => {
-    const config = loadConfig();
-    const services = await createServices(config);
-    try {
-      const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
-      if (globals().json) {
-        process.stdout.write(
-          `${JSON.stringify({
-            organization_id: result.organization.id,
-            owner_id: result.owner.id,
-            project_id: result.project.id,
-            admin_key_id: result.adminKey.key.id,
-            admin_key: result.adminKey.secret,
-          })}\n`,
-        );
-      } else {
-        process.stdout.write(
-          `${welcome(result, `http://127.0.0.1:${config.port}`, 'Start it with: keyport serve')}\n`,
-        );
-      }
-    } finally {
-      await services.close();
-    }
-  });
+  ).action(async (options: InitOptions) => (await actions()).init(options, globals()));
 
   program
     .command('recover-admin-key')
@@ -75,104 +36,16 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
       'issue a new admin key with direct database access (for a lost key; stop the server first on PGlite)',
     )
     .option('--org <organization_id>', 'organization (default: the first one)')
-    .action(async (options: { org?: string }) => {
-      const config = loadConfig();
-      const services = await createServices(config);
-      try {
-        const organization = options.org
-          ? await findOrganization(services.store.db, options.org)
-          : await firstOrganization(services.store.db);
-        if (!organization)
-          throw new CliError(
-            options.org ? `no organization ${options.org}` : 'not initialized: run keyport init',
-          );
-        const owner = await findOwner(services.store.db, organization.id);
-        const { key, secret } = await services.keys.create({
-          organizationId: organization.id,
-          kind: 'admin',
-          name: `Recovered admin key ${new Date().toISOString().slice(0, 10)}`,
-          ownerUserId: owner?.id ?? null,
-          createdBy: owner?.id ?? 'cli:recover-admin-key',
-        });
-        process.stdout.write(
-          globals().json
-            ? `${JSON.stringify({ organization_id: organization.id, admin_key_id: key.id, admin_key: secret })}\n`
-            : `New admin key ${key.id} for ${organization.name} (${organization.id}), shown only this once:\n\n  ${secret}\n\n` +
-                'Revoke the lost one with: keyport admin-keys list, then keyport admin-keys revoke <id>\n',
-        );
-      } finally {
-        await services.close();
-      }
-    });
+    .action(async (options: { org?: string }) => (await actions()).recoverAdminKey(options, globals()));
 
   program
     .command('serve')
-    .description('serve the gateway, the Admin API and the dashboard on one port')
-    .action(async () => {
-      const config = loadConfig();
-      const server = await startServer(config);
-      closeOnSignals(server);
-      const initialized = await isInitialized(server.services.store.db);
-      process.stdout.write(
-        `\nKeyport is running at ${server.url} (${describeStore(server.services.store)}).\n` +
-          (initialized
-            ? ''
-            : 'This instance has no organization yet: stop it and run `keyport init`, or use `keyport start`.\n'),
-      );
-    });
+    .description('serve the Admin API (and, with later issues, the gateway and dashboard) on one port')
+    .action(async () => (await actions()).serve());
 
   withInitOptions(
     program
       .command('start')
-      .description('initialize on first run (printing how to get in), then serve — what `npm start` runs'),
-  ).action(async (options: InitOptions) => {
-    const config = loadConfig();
-    const services = await createServices(config);
-    let created: BootstrapResult | undefined;
-    try {
-      if (!(await isInitialized(services.store.db))) {
-        created = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
-      }
-    } catch (error) {
-      if (!(error instanceof AlreadyInitializedError)) {
-        await services.close();
-        throw error;
-      }
-    }
-    const server = await startServer(config, services);
-    closeOnSignals(server);
-    const where = `Keyport is running at ${server.url} (${describeStore(services.store)}).`;
-    process.stdout.write(
-      created
-        ? `\n${where}\n\n${welcome(created, server.url)}\n`
-        : `\n${where}\nUse the admin key you saved at first start: export KEYPORT_ADMIN_KEY=kp_admin_…, then \`npx keyport --help\`.\n`,
-    );
-  });
-}
-
-function describeStore(store: { dialect: string; location: string }): string {
-  return store.dialect === 'pglite'
-    ? `embedded database in ${store.location}`
-    : `PostgreSQL at ${store.location}`;
-}
-
-function welcome(result: BootstrapResult, url: string, next?: string): string {
-  return [
-    `Created organization "${result.organization.name}" (${result.organization.id}), its owner ${result.owner.email},`,
-    `and the project "${result.project.name}" (${result.project.id}).`,
-    '',
-    'Your admin key, shown only this once. Store it somewhere safe now:',
-    '',
-    `  ${result.adminKey.secret}`,
-    '',
-    ...(next ? [next, ''] : []),
-    'Then, in another terminal:',
-    '',
-    `  export KEYPORT_ADMIN_KEY=${result.adminKey.secret}`,
-    '  npx keyport keys create --name my-first-key     # a project key, printed once',
-    '  npx keyport keys list',
-    `  curl -s ${url}/v1/organization/projects -H "Authorization: Bearer $KEYPORT_ADMIN_KEY"`,
-    '',
-    'More: npx keyport --help, and README.md.',
-  ].join('\n');
+      .description('initialize on first run (printing how to get in), then serve: what `npm start` runs'),
+  ).action(async (options: InitOptions) => (await actions()).start(options));
 }

@@ -1,0 +1,290 @@
+/**
+ * The `keyport` command as a newcomer meets it, from real processes: `init`, `serve` in the
+ * background, the key, project, admin-key and service-account commands against it, the error
+ * messages. `keyport start` (what `npm start` runs) is in start.test.ts.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  adminOk,
+  freePort,
+  KEY_IN_TEXT,
+  keyport,
+  killAll,
+  probeKey,
+  removeDir,
+  runKeyport,
+  type ServerProcess,
+  startKeyport,
+  tempDir,
+} from '../helpers/processes.ts';
+
+const redacted = (secret: string) => `${secret.slice(0, 12)}…${secret.slice(-4)}`;
+const keysIn = (text: string) => [...text.matchAll(KEY_IN_TEXT)].map((m) => m[0]);
+
+interface KeyJson {
+  id: string;
+  name: string;
+  redacted_value: string;
+  scopes: string[];
+  allowed_models: string[];
+  allowed_ips: string[];
+  enabled: boolean;
+  value?: string;
+}
+
+afterAll(killAll);
+
+// Each test runs a few CLI processes (about 2 s each, more on a busy machine).
+describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, () => {
+  let dataDir: string;
+  let server: ServerProcess;
+  let init: {
+    organization_id: string;
+    owner_id: string;
+    project_id: string;
+    admin_key_id: string;
+    admin_key: string;
+  };
+  /** The environment a user would have after `export KEYPORT_ADMIN_KEY=…`. */
+  let env: Record<string, string>;
+  const cli = (...args: string[]) => keyport(args, env);
+  const keyOf = (id: string) =>
+    adminOk<KeyJson>(server.url, init.admin_key, 'GET', `/projects/${init.project_id}/api_keys/${id}`);
+  const cliJson = async <T>(...args: string[]) => JSON.parse(await keyport(['--json', ...args], env)) as T;
+
+  beforeAll(async () => {
+    dataDir = tempDir('cli');
+    const out = await keyport(['init', '--json'], { KEYPORT_DATA_DIR: dataDir });
+    init = JSON.parse(out);
+    server = await startKeyport('serve', { KEYPORT_DATA_DIR: dataDir });
+    env = { KEYPORT_ADMIN_KEY: init.admin_key, KEYPORT_URL: server.url };
+  }, 120_000);
+
+  afterAll(async () => {
+    await server?.stop();
+    removeDir(dataDir);
+  });
+
+  it('init --json prints the new instance and an admin key that works', async () => {
+    expect(init.organization_id).toMatch(/^org-/);
+    expect(init.project_id).toMatch(/^proj_/);
+    expect(init.admin_key_id).toMatch(/^key_/);
+    expect(init.admin_key).toMatch(/^kp_admin_[0-9A-Za-z]{46}$/);
+    expect(await probeKey(server.url, init.admin_key)).toMatchObject({ status: 200 });
+    expect(server.stdout()).toContain(`Keyport is running at ${server.url}`);
+  });
+
+  let keyId: string;
+  let secret: string;
+
+  it('keys create prints the secret once; list and show only the redacted value', async () => {
+    const created = await cli('keys', 'create', '--name', 'a');
+    expect(keysIn(created)).toHaveLength(1);
+    secret = keysIn(created)[0] as string;
+    expect(secret).toMatch(/^kp_proj_/);
+    expect(created).toContain('shown only now');
+    keyId = /Created (key_\S+) in (\S+)\./.exec(created)?.[1] as string;
+    expect(created).toContain(`in ${init.project_id}.`);
+    expect(keyId).toMatch(/^key_/);
+    // A valid project key is refused by the Admin API for its kind, not for being unknown.
+    expect(await probeKey(server.url, secret)).toMatchObject({ status: 403, code: 'missing_scope' });
+
+    const [listText, shown] = await Promise.all([
+      keyport(['--json', 'keys', 'list'], env),
+      cli('keys', 'show', keyId),
+    ]);
+    expect(listText).not.toContain(secret);
+    expect(keysIn(listText)).toEqual([]);
+    const list = JSON.parse(listText) as KeyJson[];
+    expect(list.map((k) => k.id)).toEqual([keyId]);
+    expect(list[0]).toMatchObject({ name: 'a', redacted_value: redacted(secret), scopes: [], enabled: true });
+    expect(list[0]).not.toHaveProperty('value');
+
+    expect(shown).toMatch(new RegExp(`^id:\\s+${keyId}$`, 'm'));
+    expect(shown).toMatch(/^name:\s+a$/m);
+    expect(shown).toContain(redacted(secret));
+    expect(shown).toMatch(new RegExp(`^project:\\s+${init.project_id}$`, 'm'));
+    expect(shown).toMatch(/^permissions:\s+all$/m);
+    expect(keysIn(shown)).toEqual([]);
+  });
+
+  it('keys update sets read-only permissions, a model and an IP allow-list, and the server enforces the IPs', async () => {
+    const updated = await cli(
+      'keys',
+      'update',
+      keyId,
+      '--read-only',
+      '--models',
+      'gpt-4o*',
+      '--ips',
+      '10.0.0.0/8',
+    );
+    expect(updated).toMatch(/^permissions:\s+read only \(api\.all\.read\)$/m);
+    expect(updated).toMatch(/^models:\s+gpt-4o\*$/m);
+    expect(updated).toMatch(/^allowed IPs:\s+10\.0\.0\.0\/8$/m);
+    expect(await keyOf(keyId)).toMatchObject({
+      scopes: ['api.all.read'],
+      allowed_models: ['gpt-4o*'],
+      allowed_ips: ['10.0.0.0/8'],
+    });
+    // We connect from 127.0.0.1, outside the allow-list.
+    expect(await probeKey(server.url, secret)).toMatchObject({ status: 401, code: 'ip_not_authorized' });
+
+    // An empty list allows any address again.
+    const cleared = await cli('keys', 'update', keyId, '--ips', '');
+    expect(cleared).toMatch(/^allowed IPs:\s+any$/m);
+    expect(await probeKey(server.url, secret)).toMatchObject({ status: 403, code: 'missing_scope' });
+  });
+
+  let rotated: string;
+
+  it('keys rotate --grace 1h prints a new secret; the old and the new both authenticate', async () => {
+    const out = await cli('keys', 'rotate', keyId, '--grace', '1h');
+    expect(keysIn(out)).toHaveLength(1);
+    rotated = keysIn(out)[0] as string;
+    expect(rotated).toMatch(/^kp_proj_/);
+    expect(rotated).not.toBe(secret);
+    expect(out).toContain('The old secret keeps working until');
+    expect(await probeKey(server.url, secret)).toMatchObject({ status: 403, code: 'missing_scope' });
+    expect(await probeKey(server.url, rotated)).toMatchObject({ status: 403, code: 'missing_scope' });
+    const shown = await keyOf(keyId);
+    expect(shown.redacted_value).toBe(redacted(rotated));
+    // The key's restrictions survive rotation.
+    expect(shown.scopes).toEqual(['api.all.read']);
+  });
+
+  let current: string;
+
+  it('keys rotate with the default grace of 0 stops the previous secrets at once', async () => {
+    const out = await cli('keys', 'rotate', keyId);
+    expect(keysIn(out)).toHaveLength(1);
+    current = keysIn(out)[0] as string;
+    expect(out).toContain('The old secret has stopped working.');
+    expect(await probeKey(server.url, rotated)).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    // The first secret's hour of grace is cut short too.
+    expect(await probeKey(server.url, secret)).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(await probeKey(server.url, current)).toMatchObject({ status: 403, code: 'missing_scope' });
+  });
+
+  it('keys revoke refuses the secret at once and drops the key from the list', async () => {
+    const out = await cli('keys', 'revoke', keyId);
+    expect(out).toContain(`Revoked ${keyId}.`);
+    const probe = await probeKey(server.url, current);
+    expect(probe).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(probe.message).toContain('revoked');
+    expect(probe.message).not.toContain(current);
+    const list = await adminOk<{ data: KeyJson[] }>(
+      server.url,
+      init.admin_key,
+      'GET',
+      `/projects/${init.project_id}/api_keys`,
+    );
+    expect(list.data.map((k) => k.id)).not.toContain(keyId);
+  });
+
+  it('projects create, list and archive; archiving stops the project keys', async () => {
+    const created = await cli('projects', 'create', 'Second project');
+    const projectId = /^id:\s+(\S+)$/m.exec(created)?.[1] as string;
+    expect(projectId).toMatch(/^proj_/);
+    expect(created).toMatch(/^status:\s+active$/m);
+
+    const { value: projectKey } = await adminOk<{ value: string }>(
+      server.url,
+      init.admin_key,
+      'POST',
+      `/projects/${projectId}/api_keys`,
+      { name: 'b' },
+    );
+    expect(await probeKey(server.url, projectKey)).toMatchObject({ status: 403, code: 'missing_scope' });
+
+    const archived = await cli('projects', 'archive', projectId);
+    expect(archived).toMatch(/^status:\s+archived$/m);
+    const probe = await probeKey(server.url, projectKey);
+    expect(probe).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(probe.message).toContain('archived');
+
+    const listed = await cliJson<{ id: string; name: string; status: string }[]>('projects', 'list', '--all');
+    expect(listed.map((p) => [p.id, p.name, p.status])).toEqual([
+      [init.project_id, 'Default project', 'active'],
+      [projectId, 'Second project', 'archived'],
+    ]);
+  });
+
+  it('admin-keys create, list and revoke; a bad (revoked) admin key gets the API message in the CLI', async () => {
+    const created = await cli('admin-keys', 'create', '--name', 'ops');
+    expect(keysIn(created)).toHaveLength(1);
+    const adminKey = keysIn(created)[0] as string;
+    expect(adminKey).toMatch(/^kp_admin_/);
+    const adminKeyId = /Created admin key (key_\S+)\./.exec(created)?.[1] as string;
+    expect(adminKeyId).toMatch(/^key_/);
+    expect(await probeKey(server.url, adminKey)).toMatchObject({ status: 200 });
+
+    const listText = await keyport(['--json', 'admin-keys', 'list'], env);
+    expect(keysIn(listText)).toEqual([]);
+    const list = JSON.parse(listText) as KeyJson[];
+    expect(list.map((k) => k.id).sort()).toEqual([init.admin_key_id, adminKeyId].sort());
+    expect(list.find((k) => k.id === adminKeyId)?.redacted_value).toBe(redacted(adminKey));
+
+    expect(await cli('admin-keys', 'revoke', adminKeyId)).toContain(`Revoked admin key ${adminKeyId}.`);
+    expect(await probeKey(server.url, adminKey)).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    const refused = await runKeyport(['keys', 'list'], { ...env, KEYPORT_ADMIN_KEY: adminKey });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`The API key ${redacted(adminKey)} has been revoked.`);
+    expect(refused.stderr).toContain('(invalid_api_key)');
+    expect(refused.stderr).not.toContain(adminKey);
+    expect(refused.stdout).toBe('');
+  });
+
+  it('service-accounts create prints the account key once; delete revokes it', async () => {
+    const created = await cli('service-accounts', 'create', 'bot', '--project', init.project_id);
+    expect(keysIn(created)).toHaveLength(1);
+    const svcKey = keysIn(created)[0] as string;
+    expect(svcKey).toMatch(/^kp_svc_/);
+    const accountId = /Created service account (\S+) \(bot\)\./.exec(created)?.[1] as string;
+    expect(accountId).toBeTruthy();
+    const probe = await probeKey(server.url, svcKey);
+    expect(probe).toMatchObject({ status: 403, code: 'missing_scope' });
+    expect(probe.message).toContain('service account key');
+
+    const listed = await adminOk<{ data: { id: string }[] }>(
+      server.url,
+      init.admin_key,
+      'GET',
+      `/projects/${init.project_id}/service_accounts`,
+    );
+    expect(listed.data.map((a) => a.id)).toEqual([accountId]);
+
+    const deleted = await cli('service-accounts', 'delete', accountId, '--project', init.project_id);
+    expect(deleted).toContain(`Deleted service account ${accountId}`);
+    expect(await probeKey(server.url, svcKey)).toMatchObject({ status: 401, code: 'invalid_api_key' });
+  });
+
+  it('explains what is wrong: no admin key, no server, a data directory in use', async () => {
+    const nobodyListens = `http://127.0.0.1:${await freePort()}`;
+    const [noKey, noServer, secondServe] = await Promise.all([
+      runKeyport(['keys', 'list'], { KEYPORT_URL: server.url }),
+      runKeyport(['keys', 'list'], { ...env, KEYPORT_URL: nobodyListens }),
+      runKeyport(['serve'], { KEYPORT_DATA_DIR: dataDir, KEYPORT_PORT: String(await freePort()) }),
+    ]);
+
+    expect(noKey.code).toBe(1);
+    expect(noKey.stderr).toContain('KEYPORT_ADMIN_KEY is not set');
+    expect(noKey.stdout).toBe('');
+
+    expect(noServer.code).toBe(1);
+    expect(noServer.stderr).toContain(`cannot reach Keyport at ${nobodyListens}`);
+    expect(noServer.stderr).toContain('Is `keyport serve` (or `npm start`) running?');
+
+    expect(secondServe.code).not.toBe(0);
+    expect(secondServe.code).not.toBeNull();
+    expect(secondServe.stderr).toContain(
+      `the data directory ${dataDir} is in use by another Keyport process`,
+    );
+    expect(secondServe.stderr).toContain(`(pid ${server.child.pid})`);
+    // The refused second process left the running server and its lock alone.
+    expect(existsSync(path.join(dataDir, 'keyport.lock'))).toBe(true);
+    expect(await probeKey(server.url, init.admin_key)).toMatchObject({ status: 200 });
+  });
+});
