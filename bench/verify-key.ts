@@ -3,7 +3,9 @@
  *  - cache-hit verifications per second on one core (goal ≥ 500k/s, p99 ≤ 50 µs);
  *  - the cost of a cold lookup (cache off) on PGlite and on PostgreSQL, with 10k keys stored.
  */
-import os from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { newId } from '../src/core/ids.ts';
 import { generateKey, hashKey, redactKey } from '../src/core/key-format.ts';
@@ -125,6 +127,16 @@ export async function runVerifyBenchmarks(postgresUrl: string | undefined): Prom
     rows.push(...(await coldLookups(pglite, secrets, 'PGlite (in-memory)')));
   } finally {
     await pglite.close();
+  }
+  // The embedded default as deployed: a data directory, WAL fsynced after writes (DurableNodeFS).
+  const dir = mkdtempSync(path.join(tmpdir(), 'keyport-bench-'));
+  const durable = await openStore({ dataDir: dir });
+  try {
+    const secrets = await seed(durable);
+    rows.push(...(await coldLookups(durable, secrets, 'PGlite (data directory)')));
+  } finally {
+    await durable.close();
+    rmSync(dir, { recursive: true, force: true });
   }
   if (postgresUrl) {
     const pg = await openStore({ databaseUrl: postgresUrl, poolSize: 4 });

@@ -16,6 +16,8 @@ export type KeyKind = (typeof KEY_KINDS)[number];
 
 export const RANDOM_LENGTH = 40;
 export const CHECKSUM_LENGTH = 6;
+/** Longer than any key: a 16-character prefix, the longest kind and the body. */
+export const MAX_KEY_LENGTH = 80;
 /** A deployment's prefix: lower-case letters and digits, starting with a letter; no `_`, which separates parts. */
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,15}$/;
 /** Finds candidate Keyport keys in text (URLs, files); confirm each with `parseKey`. */
@@ -44,7 +46,7 @@ const KIND_SET: ReadonlySet<string> = new Set(KEY_KINDS);
  */
 export function parseKey(key: string): ParsedKey | null {
   const bodyLength = RANDOM_LENGTH + CHECKSUM_LENGTH;
-  if (key.length > 80 || key.length < bodyLength + 4) return null;
+  if (key.length > MAX_KEY_LENGTH || key.length < bodyLength + 4) return null;
   const first = key.indexOf('_');
   const second = key.indexOf('_', first + 1);
   if (first < 1 || first > 16 || second === -1 || key.length - second - 1 !== bodyLength) return null;

@@ -13,24 +13,24 @@ export class VerificationCache<T> {
   ) {}
 
   /** `undefined` when absent or stale; `null` for a cached miss. */
-  get(hash: string): T | null | undefined {
+  get(hash: string, now = this.now()): T | null | undefined {
     const entry = this.#entries.get(hash);
     if (!entry) return undefined;
-    if (entry.until <= this.now()) {
+    if (entry.until <= now) {
       this.#delete(hash);
       return undefined;
     }
     return entry.value;
   }
 
-  set(hash: string, value: T | null, keyId: string | null): void {
+  set(hash: string, value: T | null, keyId: string | null, now = this.now()): void {
     if (this.ttlMs === 0) return;
     if (this.#entries.size >= this.maxEntries) {
       const oldest = this.#entries.keys().next().value;
       if (oldest !== undefined) this.#delete(oldest);
     }
     this.#delete(hash);
-    this.#entries.set(hash, { value, keyId, until: this.now() + this.ttlMs });
+    this.#entries.set(hash, { value, keyId, until: now + this.ttlMs });
     if (keyId) {
       const hashes = this.#byKey.get(keyId) ?? new Set<string>();
       hashes.add(hash);

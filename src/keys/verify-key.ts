@@ -9,7 +9,7 @@ import {
   type IpMatcher,
   type ModelMatcher,
 } from '../core/allow-lists.ts';
-import { hashKey, type KeyKind, parseKey, redactKey } from '../core/key-format.ts';
+import { hashKey, type KeyKind, MAX_KEY_LENGTH, parseKey, redactKey } from '../core/key-format.ts';
 import { type Permissions, permissionsFromScopes } from '../core/permissions.ts';
 import type { Db } from '../store/database.ts';
 import { findBySecretHash, type SecretLookup } from '../store/repositories/api-keys.ts';
@@ -95,22 +95,26 @@ export class KeyVerifier {
   }
 
   async verify(secret: string, context: VerifyContext = {}): Promise<VerifyResult> {
-    const parsed = parseKey(secret);
-    // The checksum rejects typos and garbage before any lookup; a key of another deployment
-    // (another prefix) cannot be ours.
-    if (!parsed) return { valid: false, code: 'MALFORMED', redactedValue: redactForError(secret) };
-    if (parsed.prefix !== this.options.keyPrefix) {
-      return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
-    }
+    if (secret.length > MAX_KEY_LENGTH)
+      return { valid: false, code: 'MALFORMED', redactedValue: redactForError(secret) };
+    const clock = Date.now(); // the cache's time; `context.now` only moves the denial checks
+    const now = context.now?.getTime() ?? clock;
     const hash = hashKey(secret);
-    let snapshot = this.#cache.get(hash);
+    let snapshot = this.#cache.get(hash, clock);
     if (snapshot === undefined) {
+      // The checksum rejects typos and garbage before any database lookup; a key of another
+      // deployment (another prefix) cannot be ours. A cache hit needs no such check: only the
+      // hashes of secrets that passed it ever enter the cache.
+      const parsed = parseKey(secret);
+      if (!parsed) return { valid: false, code: 'MALFORMED', redactedValue: redactForError(secret) };
+      if (parsed.prefix !== this.options.keyPrefix) {
+        return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
+      }
       const row = await findBySecretHash(this.db, hash);
       snapshot = row ? compile(row) : null;
-      this.#cache.set(hash, snapshot, snapshot?.key.id ?? null);
+      this.#cache.set(hash, snapshot, snapshot?.key.id ?? null, clock);
     }
     if (snapshot === null) return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
-    const now = context.now?.getTime() ?? Date.now();
     const code = denialOf(snapshot, now, context.ip);
     // The presented secret's redacted form, not the key's: after a rotation the key shows the new
     // secret, and a holder of the old (perhaps leaked) one must learn nothing of it.
