@@ -158,7 +158,11 @@ export class KeyService {
    * A new secret for the same key id. The old secret keeps working for `graceSeconds`
    * (0 = stops now); the new one is returned once.
    */
-  async rotate(scope: KeyScope, id: string, graceSeconds: number): Promise<IssuedKey> {
+  async rotate(
+    scope: KeyScope,
+    id: string,
+    graceSeconds: number,
+  ): Promise<IssuedKey & { previousSecretExpiresAt: Date }> {
     if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
       throw badRequest(
         `grace_period_seconds must be an integer from 0 to ${MAX_GRACE_SECONDS} (30 days).`,
@@ -172,7 +176,7 @@ export class KeyService {
       await rotateApiKeySecret(tx, id, hashKey(secret), redactKey(secret), graceUntil);
     });
     await this.options.notifier.keyChanged(id);
-    return { key: await this.get(scope, id), secret };
+    return { key: await this.get(scope, id), secret, previousSecretExpiresAt: graceUntil };
   }
 
   /** Immediate: the next request with any of the key's secrets is refused. */

@@ -110,7 +110,7 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
     const { project_id, api_key_id } = parseWith(keyParams, request.params, 'query');
     const body = parseWith(rotateBody, request.body, 'body');
     const grace = body.grace_period_seconds ?? 0;
-    const { key, secret } = await keys.rotate(
+    const { key, secret, previousSecretExpiresAt } = await keys.rotate(
       { organizationId: request.admin.organizationId, projectId: project_id },
       api_key_id,
       grace,
@@ -118,7 +118,7 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
     return {
       ...projectKeyObject(key),
       value: secret,
-      previous_secret_expires_at: unixSeconds(new Date(Date.now() + grace * 1000)),
+      previous_secret_expires_at: unixSeconds(previousSecretExpiresAt),
     };
   });
 
