@@ -5,7 +5,10 @@
 import { type Logger, pino } from 'pino';
 import { ProjectService } from './accounts/project-service.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
-import type { Config } from './config/config.ts';
+import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
+import type { Config, UpstreamConfig } from './config/config.ts';
+import type { MockUpstream } from './gateway/mock-upstream.ts';
+import { UpstreamRouter } from './gateway/upstreams.ts';
 import {
   type KeyChangeNotifier,
   LocalKeyChangeNotifier,
@@ -26,6 +29,10 @@ export interface Services {
   serviceAccounts: ServiceAccountService;
   lastUsed: LastUsedRecorder;
   notifier: KeyChangeNotifier;
+  upstreams: UpstreamRouter;
+  usage: UsageRecorder;
+  /** The built-in mock upstream, when it is in use. */
+  mockUpstream: MockUpstream | undefined;
   close(): Promise<void>;
 }
 
@@ -54,7 +61,13 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Nod
 
 export async function createServices(
   config: Config,
-  options: { logger?: Logger; store?: Store; storeOptions?: Partial<OpenStoreOptions> } = {},
+  options: {
+    logger?: Logger;
+    store?: Store;
+    storeOptions?: Partial<OpenStoreOptions>;
+    /** Replaces the database usage recorder (tests read events back from a MemoryUsageRecorder). */
+    usage?: UsageRecorder;
+  } = {},
 ): Promise<Services> {
   const logger = options.logger ?? createLogger(config);
   const store =
@@ -80,6 +93,29 @@ export async function createServices(
   const serviceAccounts = new ServiceAccountService(store.db, projects, keys, notifier);
   lastUsed.start();
 
+  // No upstream configured: the built-in mock answers, so everything can be tried with no model server.
+  let mockUpstream: MockUpstream | undefined;
+  const upstreamConfigs: UpstreamConfig[] = [...config.upstreams];
+  if (config.mockUpstream === 'on' || (config.mockUpstream === 'auto' && upstreamConfigs.length === 0)) {
+    const { startMockUpstream } = await import('./gateway/mock-upstream.ts');
+    mockUpstream = await startMockUpstream({ delayMs: config.mockUpstreamDelayMs });
+    upstreamConfigs.push({
+      name: 'mock',
+      baseUrl: `${mockUpstream.url}/v1`,
+      models: ['*'],
+      timeoutMs: 600_000,
+      connectTimeoutMs: 10_000,
+    });
+    logger.info({ url: mockUpstream.url }, 'no upstream configured: using the built-in mock upstream');
+  }
+  const upstreams = new UpstreamRouter(upstreamConfigs);
+  const usage =
+    options.usage ??
+    new DatabaseUsageRecorder(store.db, {
+      onError: (error, pending) =>
+        logger.error({ err: error, pending }, 'usage events could not be written; will retry'),
+    });
+
   let closed = false;
   return {
     config,
@@ -91,9 +127,15 @@ export async function createServices(
     serviceAccounts,
     lastUsed,
     notifier,
+    upstreams,
+    usage,
+    mockUpstream,
     async close() {
       if (closed) return;
       closed = true;
+      await usage.close();
+      await upstreams.close();
+      await mockUpstream?.close();
       await lastUsed.stop();
       await notifier.close();
       if (!options.store) await store.close();

@@ -11,6 +11,7 @@ import Fastify, {
 } from 'fastify';
 import { ApiError } from '../core/errors.ts';
 import { KEY_PATTERN_IN_TEXT, redactKey } from '../core/key-format.ts';
+import { registerGateway } from '../gateway/gateway.ts';
 import type { Services } from '../services.ts';
 import { registerAdminApi } from './admin/routes.ts';
 
@@ -25,6 +26,8 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     genReqId: () => `req_${randomBytes(16).toString('hex')}`,
     requestIdHeader: false,
     routerOptions: { ignoreTrailingSlash: true },
+    // The client's address: the socket's, or X-Forwarded-For only when the peer is a trusted proxy.
+    trustProxy: services.config.trustedProxies.length > 0 ? services.config.trustedProxies : false,
   });
 
   // An empty body with a JSON content type is an empty request, not an error (SDKs send that).
@@ -59,8 +62,8 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     request.log.info(
       {
         method: request.method,
-        // No route matched: the raw path, with any key pasted into it redacted.
-        path: request.routeOptions.url ?? redactKeysIn(request.url.split('?')[0] ?? ''),
+        // The path without the query, any key pasted into it redacted.
+        path: redactKeysIn(request.url.split('?')[0] ?? ''),
         status: reply.statusCode,
         ms: Math.round(reply.elapsedTime * 10) / 10,
       },
@@ -91,6 +94,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   });
 
   await app.register(registerAdminApi(services), { prefix: '/v1/organization' });
+  await app.register(registerGateway(services), { prefix: '/v1' });
   return app;
 }
 

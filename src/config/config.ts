@@ -4,11 +4,34 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { PREFIX_PATTERN } from '../core/key-format.ts';
 import { UserError } from '../core/user-error.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function isCidrOrAddress(text: string): boolean {
+  return ipaddr.isValid(text) || ipaddr.isValidCIDR(text);
+}
+
+const upstreamSchema = z.strictObject({
+  /** Named in logs and usage records. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, 'expected lower-case letters, digits, - and _'),
+  /** The OpenAI-compatible base URL, with its /v1: http://vllm:8000/v1 */
+  baseUrl: z.url({ protocol: /^https?$/ }).transform((url) => url.replace(/\/+$/, '')),
+  /** The environment variable holding the upstream's credential (never stored, never logged). */
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+    .optional(),
+  /** Models it serves: names or globs ("llama-*", "*"). A request goes to the first upstream that serves its model. */
+  models: z.array(z.string().min(1)).min(1),
+  /** Time to the response headers (a long generation streams after them). */
+  timeoutMs: z.number().int().min(100).max(3_600_000).default(600_000),
+  connectTimeoutMs: z.number().int().min(100).max(60_000).default(10_000),
+});
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 
 const configSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -31,13 +54,29 @@ const configSchema = z.object({
   keyCacheTtlMs: z.coerce.number().int().min(0).max(60_000).default(5_000),
   /** How often coalesced `last_used_at` updates are written. */
   lastUsedFlushMs: z.coerce.number().int().min(100).max(300_000).default(10_000),
+  /** Model servers the gateway proxies to; none = the built-in mock upstream. */
+  upstreams: z.array(upstreamSchema).default([]),
+  /** Proxies (CIDRs) whose X-Forwarded-For is believed; from anyone else it is ignored. */
+  trustedProxies: z.array(z.string().refine(isCidrOrAddress, 'expected an IP address or CIDR')).default([]),
+  /** The built-in mock upstream: on by default when no upstream is configured. */
+  mockUpstream: z.enum(['auto', 'on', 'off']).default('auto'),
+  mockUpstreamDelayMs: z.coerce.number().int().min(0).max(60_000).default(0),
+  /** Largest request body the gateway accepts (uploads for audio and files included). */
+  gatewayBodyLimitBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(512 * 1024 * 1024)
+    .default(32 * 1024 * 1024),
 });
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-/** Environment variable for each setting; also how errors name it. */
-const ENV_NAMES: Record<keyof Config, string> = {
+type EnvSetting = Exclude<keyof Config, 'upstreams' | 'trustedProxies'>;
+
+/** Environment variable for each plain setting; also how errors name it. */
+const ENV_NAMES: Record<EnvSetting, string> = {
   port: 'KEYPORT_PORT',
   host: 'KEYPORT_HOST',
   dataDir: 'KEYPORT_DATA_DIR',
@@ -47,7 +86,27 @@ const ENV_NAMES: Record<keyof Config, string> = {
   logLevel: 'KEYPORT_LOG_LEVEL',
   keyCacheTtlMs: 'KEYPORT_KEY_CACHE_TTL_MS',
   lastUsedFlushMs: 'KEYPORT_LAST_USED_FLUSH_MS',
+  mockUpstream: 'KEYPORT_MOCK_UPSTREAM',
+  mockUpstreamDelayMs: 'KEYPORT_MOCK_UPSTREAM_DELAY_MS',
+  gatewayBodyLimitBytes: 'KEYPORT_GATEWAY_BODY_LIMIT_BYTES',
 };
+
+/**
+ * One upstream from the environment, for the common case:
+ *   KEYPORT_UPSTREAM_URL=http://vllm:8000/v1 KEYPORT_UPSTREAM_MODELS="llama-*" KEYPORT_UPSTREAM_API_KEY=…
+ */
+function upstreamFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  if (!env.KEYPORT_UPSTREAM_URL) return undefined;
+  return {
+    name: 'default',
+    baseUrl: env.KEYPORT_UPSTREAM_URL,
+    models: (env.KEYPORT_UPSTREAM_MODELS ?? '*')
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean),
+    ...(env.KEYPORT_UPSTREAM_API_KEY ? { apiKeyEnv: 'KEYPORT_UPSTREAM_API_KEY' } : {}),
+  };
+}
 
 export class ConfigError extends UserError {}
 
@@ -58,17 +117,53 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     const value = env[name];
     if (value !== undefined && value !== '') fromEnv[key] = value;
   }
+  const envUpstream = upstreamFromEnv(env);
+  if (envUpstream) fromEnv.upstreams = [envUpstream] as never;
+  if (env.KEYPORT_TRUSTED_PROXIES) {
+    fromEnv.trustedProxies = env.KEYPORT_TRUSTED_PROXIES.split(',')
+      .map((p) => p.trim())
+      .filter(Boolean) as never;
+  }
   const source = env.KEYPORT_CONFIG ? `KEYPORT_CONFIG (${env.KEYPORT_CONFIG})` : undefined;
   const result = configSchema.safeParse({ ...fromFile, ...fromEnv, ...overrides });
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? '');
-      const name = key in fromEnv ? ENV_NAMES[key as keyof Config] : source ? `${source}: "${key}"` : key;
+      const where = issue.path.map(String).join('.');
+      const name =
+        key === 'upstreams' && envUpstream
+          ? 'KEYPORT_UPSTREAM_URL / KEYPORT_UPSTREAM_MODELS'
+          : key === 'trustedProxies' && env.KEYPORT_TRUSTED_PROXIES
+            ? 'KEYPORT_TRUSTED_PROXIES'
+            : key in ENV_NAMES && key in fromEnv
+              ? ENV_NAMES[key as EnvSetting]
+              : source
+                ? `${source}: "${where}"`
+                : where;
       return `${name}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
   }
-  return { ...result.data, dataDir: path.resolve(result.data.dataDir) };
+  const config = { ...result.data, dataDir: path.resolve(result.data.dataDir) };
+  for (const upstream of config.upstreams) {
+    if (upstream.apiKeyEnv && !env[upstream.apiKeyEnv]) {
+      throw new ConfigError(
+        `invalid configuration:\n  upstream "${upstream.name}": its credential variable ${upstream.apiKeyEnv} is not set`,
+      );
+    }
+  }
+  if (new Set(config.upstreams.map((u) => u.name)).size !== config.upstreams.length) {
+    throw new ConfigError('invalid configuration:\n  upstreams: names must be unique');
+  }
+  return config;
+}
+
+/** An upstream's credential, read from its environment variable when needed (never kept in config). */
+export function upstreamCredential(
+  upstream: UpstreamConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): string | undefined {
+  return upstream.apiKeyEnv ? env[upstream.apiKeyEnv] : undefined;
 }
 
 function readConfigFile(file: string): Record<string, unknown> {
@@ -82,7 +177,7 @@ function readConfigFile(file: string): Record<string, unknown> {
     const parsed: unknown = JSON.parse(text);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
       throw new Error('not an object');
-    const known = new Set(Object.keys(ENV_NAMES));
+    const known = new Set(Object.keys(configSchema.shape));
     const unknown = Object.keys(parsed).filter((key) => !known.has(key));
     if (unknown.length > 0) {
       throw new Error(`unknown setting(s) ${unknown.join(', ')}; known: ${[...known].join(', ')}`);

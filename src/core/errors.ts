@@ -11,14 +11,19 @@ export const ERROR_CODES = {
   expired_api_key: { status: 401, type: 'invalid_request_error' },
   disabled_api_key: { status: 401, type: 'invalid_request_error' },
   ip_not_authorized: { status: 401, type: 'invalid_request_error' },
+  mismatched_organization: { status: 401, type: 'invalid_request_error' },
+  mismatched_project: { status: 401, type: 'invalid_request_error' },
   missing_scope: { status: 403, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
+  model_not_found: { status: 404, type: 'invalid_request_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   conflict: { status: 409, type: 'invalid_request_error' },
   request_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
   server_error: { status: 500, type: 'server_error' },
+  bad_gateway: { status: 502, type: 'server_error' },
   service_unavailable: { status: 503, type: 'server_error' },
+  gateway_timeout: { status: 504, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

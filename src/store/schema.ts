@@ -3,7 +3,16 @@
  * `npm run db:generate` (drizzle-kit) and applied at boot, identically on PGlite and PostgreSQL.
  */
 import { sql } from 'drizzle-orm';
-import { boolean, index, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import {
+  boolean,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
 
 const createdAt = (name = 'created_at') =>
   timestamp(name, { withTimezone: true, mode: 'date' }).notNull().defaultNow();
@@ -134,3 +143,39 @@ export type UserRow = typeof users.$inferSelect;
 export type ProjectRow = typeof projects.$inferSelect;
 export type ServiceAccountRow = typeof serviceAccounts.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+/**
+ * One row per gateway request, written in batches off the response path; idempotent by request id.
+ * Token counts are from the upstream's `usage`, or counted locally (`estimated`) when it gave none.
+ */
+export const usageEvents = pgTable(
+  'usage_events',
+  {
+    requestId: text('request_id').primaryKey(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    organizationId: text('organization_id').notNull(),
+    projectId: text('project_id'),
+    apiKeyId: text('api_key_id').notNull(),
+    /** The key's owner (a user) or service account, for per-user usage. */
+    userId: text('user_id'),
+    serviceAccountId: text('service_account_id'),
+    method: text('method').notNull(),
+    endpoint: text('endpoint').notNull(),
+    model: text('model'),
+    upstream: text('upstream'),
+    inputTokens: integer('input_tokens').notNull().default(0),
+    cachedTokens: integer('cached_tokens').notNull().default(0),
+    outputTokens: integer('output_tokens').notNull().default(0),
+    status: integer('status').notNull(),
+    latencyMs: integer('latency_ms').notNull(),
+    clientIp: text('client_ip'),
+    streamed: boolean('streamed').notNull().default(false),
+    estimated: boolean('estimated').notNull().default(false),
+  },
+  (t) => [
+    index('usage_events_org_time').on(t.organizationId, t.createdAt),
+    index('usage_events_key_time').on(t.apiKeyId, t.createdAt),
+  ],
+);
+
+export type UsageEventRow = typeof usageEvents.$inferSelect;

@@ -1,0 +1,108 @@
+/**
+ * The usage port: the gateway hands one event per request to a recorder and moves on. The
+ * database recorder writes them in batches, off the response path, idempotently by request id.
+ * (The metering issue makes this crash-proof with a local journal; today a crash can lose the
+ * last unflushed batch, at most `flushMs` of events.)
+ */
+import type { Db } from '../store/database.ts';
+import { usageEvents } from '../store/schema.ts';
+
+export interface UsageEvent {
+  requestId: string;
+  createdAt: Date;
+  organizationId: string;
+  projectId: string | null;
+  apiKeyId: string;
+  userId: string | null;
+  serviceAccountId: string | null;
+  method: string;
+  endpoint: string;
+  model: string | null;
+  upstream: string | null;
+  inputTokens: number;
+  cachedTokens: number;
+  outputTokens: number;
+  status: number;
+  latencyMs: number;
+  clientIp: string | null;
+  streamed: boolean;
+  estimated: boolean;
+}
+
+export interface UsageRecorder {
+  record(event: UsageEvent): void;
+  /** Writes what is pending; resolves when it is stored. */
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Keeps events in memory: for tests and for reading back what the gateway recorded. */
+export class MemoryUsageRecorder implements UsageRecorder {
+  readonly events: UsageEvent[] = [];
+  record(event: UsageEvent): void {
+    this.events.push(event);
+  }
+  async flush(): Promise<void> {}
+  async close(): Promise<void> {}
+}
+
+export class DatabaseUsageRecorder implements UsageRecorder {
+  #pending: UsageEvent[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: {
+      flushMs?: number;
+      batchSize?: number;
+      /** Events kept while the database is unreachable; beyond it the oldest are dropped (and counted). */
+      maxPending?: number;
+      onError: (error: unknown, pending: number) => void;
+    },
+  ) {
+    this.#timer = setInterval(() => void this.flush(), options.flushMs ?? 1000);
+    this.#timer.unref();
+  }
+
+  dropped = 0;
+
+  record(event: UsageEvent): void {
+    this.#pending.push(event);
+    const max = this.options.maxPending ?? 100_000;
+    if (this.#pending.length > max) {
+      const excess = this.#pending.length - max;
+      this.#pending.splice(0, excess);
+      this.dropped += excess;
+    }
+    if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
+  }
+
+  flush(): Promise<void> {
+    this.#writing = this.#writing.then(() => this.#writeAll());
+    return this.#writing;
+  }
+
+  async #writeAll(): Promise<void> {
+    const size = this.options.batchSize ?? 500;
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.slice(0, size);
+      try {
+        await this.db
+          .insert(usageEvents)
+          .values(batch)
+          .onConflictDoNothing({ target: usageEvents.requestId });
+        this.#pending.splice(0, batch.length);
+      } catch (error) {
+        this.options.onError(error, this.#pending.length);
+        return; // keep them; the next flush tries again
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.flush();
+  }
+}

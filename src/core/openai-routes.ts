@@ -1,0 +1,73 @@
+/**
+ * The OpenAI API surface the gateway proxies, as a table: each endpoint's resource and whether it
+ * reads or writes, which decides the permission a key needs (see permissions.ts). An endpoint not
+ * in the table is not proxied: a key's permissions could not be checked against it.
+ */
+import type { Access, Resource } from './permissions.ts';
+
+export interface RouteRule {
+  resource: Resource;
+  access: Access;
+  /** Usage of these endpoints is metered from the response (`usage`) and, for streams, the SSE events. */
+  metered?: 'chat' | 'completions' | 'embeddings' | 'responses';
+}
+
+type Method = 'GET' | 'POST' | 'DELETE';
+
+/** `:id` matches one path segment. Order matters: the first match wins. */
+const TABLE: [Method | '*', string, RouteRule][] = [
+  ['GET', '/models', { resource: 'model', access: 'read' }],
+  ['GET', '/models/**', { resource: 'model', access: 'read' }],
+  ['DELETE', '/models/**', { resource: 'model', access: 'write' }],
+  ['POST', '/chat/completions', { resource: 'chat.completions', access: 'write', metered: 'chat' }],
+  ['GET', '/chat/completions**', { resource: 'chat.completions', access: 'read' }],
+  ['*', '/chat/completions/**', { resource: 'chat.completions', access: 'write' }],
+  ['POST', '/completions', { resource: 'completions', access: 'write', metered: 'completions' }],
+  ['POST', '/embeddings', { resource: 'embeddings', access: 'write', metered: 'embeddings' }],
+  ['POST', '/moderations', { resource: 'moderations', access: 'write' }],
+  ['*', '/images/**', { resource: 'images', access: 'write' }],
+  ['*', '/audio/**', { resource: 'audio', access: 'write' }],
+  ['POST', '/responses', { resource: 'responses', access: 'write', metered: 'responses' }],
+  ['POST', '/responses/input_tokens', { resource: 'responses', access: 'read' }],
+  ['GET', '/responses/**', { resource: 'responses', access: 'read' }],
+  ['*', '/responses/**', { resource: 'responses', access: 'write' }],
+  ['GET', '/conversations/**', { resource: 'responses', access: 'read' }],
+  ['*', '/conversations**', { resource: 'responses', access: 'write' }],
+  ['GET', '/assistants**', { resource: 'assistants', access: 'read' }],
+  ['*', '/assistants**', { resource: 'assistants', access: 'write' }],
+  ['GET', '/threads/**', { resource: 'threads', access: 'read' }],
+  ['*', '/threads**', { resource: 'threads', access: 'write' }],
+  ['GET', '/files**', { resource: 'files', access: 'read' }],
+  ['*', '/files**', { resource: 'files', access: 'write' }],
+  ['*', '/uploads**', { resource: 'files', access: 'write' }],
+  ['GET', '/fine_tuning/**', { resource: 'fine_tuning', access: 'read' }],
+  ['*', '/fine_tuning/**', { resource: 'fine_tuning', access: 'write' }],
+  ['GET', '/batches**', { resource: 'batch', access: 'read' }],
+  ['*', '/batches**', { resource: 'batch', access: 'write' }],
+  ['GET', '/vector_stores**', { resource: 'vector_stores', access: 'read' }],
+  ['*', '/vector_stores**', { resource: 'vector_stores', access: 'write' }],
+  ['GET', '/evals**', { resource: 'evals', access: 'read' }],
+  ['*', '/evals**', { resource: 'evals', access: 'write' }],
+];
+
+const COMPILED = TABLE.map(([method, pattern, rule]) => ({ method, regex: compile(pattern), rule }));
+
+/** `**` at the end: the path itself or anything below it; `/**`: strictly below it. */
+function compile(pattern: string): RegExp {
+  const escaped = pattern
+    .replace(/[.+?^${}()|[\]\\]/g, '\\$&')
+    .replace(/\/\*\*$/, '(?:/[^?]+)')
+    .replace(/\*\*$/, '(?:/[^?]*)?')
+    .replace(/:id/g, '[^/]+');
+  return new RegExp(`^${escaped}$`);
+}
+
+/** `path` is relative to /v1, without the query string. */
+export function ruleFor(method: string, path: string): RouteRule | undefined {
+  const normalized = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  const upper = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
+  for (const entry of COMPILED) {
+    if ((entry.method === '*' || entry.method === upper) && entry.regex.test(normalized)) return entry.rule;
+  }
+  return undefined;
+}

@@ -1,0 +1,393 @@
+/**
+ * The gateway: every `/v1/…` path but `/v1/organization/…` is OpenAI's API, authenticated with a
+ * Keyport key and proxied to an upstream that holds the real credential. Streams pass through
+ * event by event; every request that reaches an upstream yields one usage event.
+ */
+import type { ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { request as upstreamRequest } from 'undici';
+import { ApiError, badRequest } from '../core/errors.ts';
+import { type RouteRule, ruleFor } from '../core/openai-routes.ts';
+import type { Services } from '../services.ts';
+import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFound } from './authorize.ts';
+import { headersForClient, headersForUpstream } from './http-headers.ts';
+import { countPromptTokens, countTokens } from './token-count.ts';
+import type { Upstream } from './upstreams.ts';
+import { SseUsageTap, type TokenUsage, usageFrom } from './usage.ts';
+
+interface GatewayBody {
+  raw: Buffer;
+  json: Record<string, unknown> | undefined;
+  /** From a JSON body, or the `model` field of a multipart form. */
+  model: string | undefined;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gatewayRule: RouteRule;
+    gatewayPrincipal: GatewayPrincipal;
+  }
+}
+
+/** Registered with the `/v1` prefix. */
+export function registerGateway(services: Services) {
+  const { config, verifier, upstreams } = services;
+  return async (app: FastifyInstance) => {
+    app.decorateRequest('gatewayRule', null as never);
+    app.decorateRequest('gatewayPrincipal', null as never);
+
+    // Bodies stay raw (forwarded byte for byte unless we must change them); JSON is also parsed,
+    // for the model and the stream flags. Anything else (multipart uploads, audio) passes as is.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, raw, done) => {
+      const buffer = raw as Buffer;
+      if (buffer.length === 0) return done(null, { raw: buffer, json: undefined, model: undefined });
+      try {
+        const json: unknown = JSON.parse(buffer.toString('utf8'));
+        if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+          return done(badRequest('The request body must be a JSON object.'));
+        }
+        const model = (json as { model?: unknown }).model;
+        done(null, { raw: buffer, json, model: typeof model === 'string' ? model : undefined });
+      } catch {
+        done(
+          new ApiError(
+            'invalid_json',
+            'We could not parse the JSON body of your request. The body must be valid JSON.',
+          ),
+        );
+      }
+    });
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer) => ({
+      raw,
+      json: undefined,
+      model: await multipartModel(request, raw),
+    }));
+
+    // Authenticate before reading the body: a bad key costs no upload.
+    app.addHook('onRequest', async (request) => {
+      const path = pathOf(request);
+      const rule = ruleFor(request.method, path);
+      if (!rule || path.startsWith('/organization')) {
+        throw new ApiError('not_found', `Invalid URL (${request.method} /v1${path})`);
+      }
+      request.gatewayRule = rule;
+      request.gatewayPrincipal = await authenticate(request, verifier);
+      authorize(request.gatewayPrincipal, rule);
+    });
+
+    app.route({
+      method: ['GET', 'POST', 'DELETE'],
+      url: '/*',
+      bodyLimit: config.gatewayBodyLimitBytes,
+      handler: async (request, reply) => {
+        const path = pathOf(request);
+        if (request.method === 'GET' && (path === '/models' || path.startsWith('/models/'))) {
+          return listOrRetrieveModel(request, path);
+        }
+        return proxy(request, reply, services, path);
+      },
+    });
+  };
+
+  async function listOrRetrieveModel(request: FastifyRequest, path: string) {
+    const principal = request.gatewayPrincipal;
+    const models = (await upstreams.listModels()).filter((model) => principal.key.allowsModel(model.id));
+    const toObject = (m: (typeof models)[number]) => ({
+      id: m.id,
+      object: 'model',
+      created: m.created,
+      owned_by: m.ownedBy,
+    });
+    if (path === '/models') return { object: 'list', data: models.map(toObject) };
+    const id = decodeURIComponent(path.slice('/models/'.length));
+    const model = models.find((m) => m.id === id);
+    if (!model) throw modelNotFound(id);
+    return toObject(model);
+  }
+}
+
+async function proxy(request: FastifyRequest, reply: FastifyReply, services: Services, path: string) {
+  const rule = request.gatewayRule;
+  const principal = request.gatewayPrincipal;
+  const body = request.body as GatewayBody | undefined;
+  const model = body?.model;
+  if (rule.metered && model === undefined) {
+    throw badRequest('You must provide a model parameter.', 'model');
+  }
+  if (model !== undefined) checkModel(principal, model);
+  const upstream = services.upstreams.route(model);
+  if (!upstream) {
+    if (model !== undefined) throw modelNotFound(model);
+    throw new ApiError('service_unavailable', 'No upstream model server is configured.');
+  }
+
+  const streamed = body?.json?.stream === true;
+  let outgoing = body?.raw;
+  let dropUsageChunk = false;
+  // Ask the upstream to report a stream's usage; if the client did not ask, its chunk is dropped.
+  if (streamed && (rule.metered === 'chat' || rule.metered === 'completions') && body?.json) {
+    const options = body.json.stream_options as { include_usage?: unknown } | undefined | null;
+    if (options?.include_usage !== true) {
+      dropUsageChunk = true;
+      outgoing = Buffer.from(
+        JSON.stringify({ ...body.json, stream_options: { ...(options ?? {}), include_usage: true } }),
+      );
+    }
+  }
+
+  const started = performance.now();
+  const usage = new UsageCapture(services, request, principal, upstream, model, streamed, started);
+  const abort = new AbortController();
+  const onClientGone = () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  };
+  reply.raw.once('close', onClientGone);
+
+  const query = request.url.indexOf('?') === -1 ? '' : request.url.slice(request.url.indexOf('?'));
+  let response: Awaited<ReturnType<typeof upstreamRequest>>;
+  try {
+    response = await upstreamRequest(`${upstream.baseUrl}${path}${query}`, {
+      method: request.method as 'GET' | 'POST' | 'DELETE',
+      headers: headersForUpstream(request.headers, upstream.credential, request.id),
+      body: request.method === 'GET' ? null : (outgoing ?? null),
+      signal: abort.signal,
+      dispatcher: upstream.agent,
+      headersTimeout: upstream.timeoutMs,
+      bodyTimeout: upstream.timeoutMs,
+    });
+  } catch (error) {
+    if (abort.signal.aborted) {
+      usage.record(499, undefined, body);
+      return reply;
+    }
+    const failure = upstreamFailure(error, upstream);
+    usage.record(failure.status, undefined, body);
+    throw failure;
+  }
+
+  const contentType = String(response.headers['content-type'] ?? '');
+  const headers = headersForClient(response.headers);
+
+  if (contentType.includes('text/event-stream') && rule.metered) {
+    return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort.signal);
+  }
+
+  if (rule.metered || contentType.includes('application/json')) {
+    let buffer: Buffer;
+    try {
+      buffer = Buffer.from(await response.body.arrayBuffer());
+    } catch (error) {
+      if (abort.signal.aborted) {
+        usage.record(499, undefined, body);
+        return reply;
+      }
+      const failure = upstreamFailure(error, upstream);
+      usage.record(failure.status, undefined, body);
+      throw failure;
+    }
+    if (response.statusCode >= 500 && !contentType.includes('json')) {
+      usage.record(502, undefined, body);
+      throw new ApiError(
+        'bad_gateway',
+        `The upstream model server "${upstream.name}" returned an error (${response.statusCode}).`,
+      );
+    }
+    let tokens: TokenUsage | undefined;
+    if (rule.metered && response.statusCode < 400) {
+      const parsed = parseJson(buffer);
+      tokens = usageFrom(rule.metered, parsed);
+      if (!tokens) {
+        usage.estimated = true;
+        tokens = estimateFromBody(rule.metered, body, parsed);
+      }
+    }
+    usage.record(response.statusCode, tokens, body);
+    return reply.status(response.statusCode).headers(headers).send(buffer);
+  }
+
+  // Anything else (audio, file contents): streamed through untouched.
+  reply.raw.once('finish', () => usage.record(response.statusCode, undefined, body));
+  return reply.status(response.statusCode).headers(headers).send(response.body);
+}
+
+async function streamEvents(
+  reply: FastifyReply,
+  response: Awaited<ReturnType<typeof upstreamRequest>>,
+  headers: Record<string, string | string[]>,
+  metered: NonNullable<RouteRule['metered']>,
+  dropUsageChunk: boolean,
+  usage: UsageCapture,
+  body: GatewayBody | undefined,
+  aborted: AbortSignal,
+) {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(response.statusCode, {
+    ...headers,
+    'x-request-id': String(reply.getHeader('x-request-id') ?? ''),
+    'cache-control': 'no-cache',
+  });
+  res.flushHeaders();
+  const tap = new SseUsageTap(metered, dropUsageChunk);
+  let outcome: 'complete' | 'client-gone' | 'upstream-broke' = 'complete';
+  try {
+    for await (const chunk of response.body) {
+      const out = tap.push(chunk as Buffer);
+      if (out.length > 0 && !res.write(out)) await drained(res);
+      if (res.destroyed) break;
+    }
+    const rest = tap.end();
+    if (rest.length > 0) res.write(rest);
+  } catch {
+    outcome = aborted.aborted || res.destroyed ? 'client-gone' : 'upstream-broke';
+  }
+  if (res.destroyed && outcome === 'complete') outcome = 'client-gone';
+  if (outcome === 'complete') res.end();
+  else res.destroy(); // the client must see a broken stream as broken, not as a clean end
+
+  let tokens = tap.usage;
+  if (!tokens || outcome !== 'complete') {
+    usage.estimated = true;
+    tokens = {
+      inputTokens: tokens?.inputTokens ?? countPromptTokens(body?.json),
+      cachedTokens: tokens?.cachedTokens ?? 0,
+      outputTokens: countTokens(tap.outputText()),
+    };
+  }
+  const status = outcome === 'client-gone' ? 499 : outcome === 'upstream-broke' ? 502 : response.statusCode;
+  usage.record(status, tokens, body);
+  usage.log(status);
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+/** One usage event per request that reached an upstream. */
+class UsageCapture {
+  estimated = false;
+  #recorded = false;
+
+  constructor(
+    private readonly services: Services,
+    private readonly request: FastifyRequest,
+    private readonly principal: GatewayPrincipal,
+    private readonly upstream: Upstream,
+    private readonly model: string | undefined,
+    private readonly streamed: boolean,
+    private readonly started: number,
+  ) {}
+
+  record(status: number, tokens: TokenUsage | undefined, _body: GatewayBody | undefined): void {
+    if (this.#recorded) return;
+    this.#recorded = true;
+    const { key, organization, project } = this.principal;
+    this.services.usage.record({
+      requestId: this.request.id,
+      createdAt: new Date(),
+      organizationId: organization.id,
+      projectId: project?.id ?? null,
+      apiKeyId: key.id,
+      userId: key.ownerUserId,
+      serviceAccountId: key.serviceAccountId,
+      method: this.request.method,
+      endpoint: `/v1${this.request.gatewayRule ? pathOf(this.request) : ''}`,
+      model: this.model ?? null,
+      upstream: this.upstream.name,
+      inputTokens: tokens?.inputTokens ?? 0,
+      cachedTokens: tokens?.cachedTokens ?? 0,
+      outputTokens: tokens?.outputTokens ?? 0,
+      status,
+      latencyMs: Math.round(performance.now() - this.started),
+      clientIp: this.request.ip ?? null,
+      streamed: this.streamed,
+      estimated: this.estimated,
+    });
+  }
+
+  /** Hijacked (streamed) replies skip Fastify's response hook: log them here. */
+  log(status: number): void {
+    this.request.log.info(
+      {
+        method: this.request.method,
+        path: `/v1${pathOf(this.request)}`,
+        status,
+        ms: Math.round((performance.now() - this.started) * 10) / 10,
+        streamed: true,
+      },
+      'request',
+    );
+  }
+}
+
+function estimateFromBody(
+  metered: NonNullable<RouteRule['metered']>,
+  body: GatewayBody | undefined,
+  parsed: unknown,
+): TokenUsage {
+  let output = '';
+  const response = parsed as
+    | { choices?: { message?: { content?: unknown }; text?: unknown }[]; output_text?: unknown }
+    | undefined;
+  for (const choice of response?.choices ?? []) {
+    if (typeof choice?.message?.content === 'string') output += choice.message.content;
+    else if (typeof choice?.text === 'string') output += choice.text;
+  }
+  if (metered === 'responses' && typeof response?.output_text === 'string') output += response.output_text;
+  return {
+    inputTokens: countPromptTokens(body?.json),
+    cachedTokens: 0,
+    outputTokens: metered === 'embeddings' ? 0 : countTokens(output),
+  };
+}
+
+function upstreamFailure(error: unknown, upstream: Upstream): ApiError {
+  const code = (error as { code?: string }).code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return new ApiError(
+      'gateway_timeout',
+      `The upstream model server "${upstream.name}" did not answer in time.`,
+    );
+  }
+  return new ApiError(
+    'bad_gateway',
+    `The upstream model server "${upstream.name}" could not be reached${code ? ` (${code})` : ''}. Try again shortly.`,
+  );
+}
+
+/** The path below /v1, without the query string. */
+function pathOf(request: FastifyRequest): string {
+  const url = request.url;
+  const end = url.indexOf('?');
+  return (end === -1 ? url : url.slice(0, end)).slice('/v1'.length) || '/';
+}
+
+/** The `model` field of a multipart form (audio transcriptions, image edits), parsed by undici. */
+async function multipartModel(request: FastifyRequest, raw: Buffer): Promise<string | undefined> {
+  const type = request.headers['content-type'];
+  if (!type?.startsWith('multipart/form-data')) return undefined;
+  try {
+    const form = await new Response(raw, { headers: { 'content-type': type } }).formData();
+    const model = form.get('model');
+    return typeof model === 'string' ? model : undefined;
+  } catch {
+    throw badRequest('We could not parse the multipart body of your request.');
+  }
+}
+
+function parseJson(buffer: Buffer): unknown {
+  try {
+    return JSON.parse(buffer.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}

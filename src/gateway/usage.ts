@@ -1,0 +1,146 @@
+/**
+ * Usage as the upstream reports it, from a JSON body or from a stream's events, per endpoint family.
+ */
+import type { RouteRule } from '../core/openai-routes.ts';
+
+export interface TokenUsage {
+  inputTokens: number;
+  cachedTokens: number;
+  outputTokens: number;
+}
+
+type Metered = NonNullable<RouteRule['metered']>;
+
+const int = (value: unknown): number =>
+  typeof value === 'number' && Number.isFinite(value) && value > 0 ? Math.round(value) : 0;
+
+/** `usage` of a chat/completions/embeddings body, or of a Responses `response` object. */
+export function usageFrom(metered: Metered, body: unknown): TokenUsage | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const usage = (body as { usage?: unknown }).usage;
+  if (typeof usage !== 'object' || usage === null) return undefined;
+  const u = usage as Record<string, unknown> & {
+    prompt_tokens_details?: { cached_tokens?: unknown } | null;
+    input_tokens_details?: { cached_tokens?: unknown } | null;
+  };
+  if (metered === 'responses') {
+    return {
+      inputTokens: int(u.input_tokens),
+      cachedTokens: int(u.input_tokens_details?.cached_tokens),
+      outputTokens: int(u.output_tokens),
+    };
+  }
+  return {
+    inputTokens: int(u.prompt_tokens),
+    cachedTokens: int(u.prompt_tokens_details?.cached_tokens),
+    outputTokens: metered === 'embeddings' ? 0 : int(u.completion_tokens),
+  };
+}
+
+/**
+ * Passes a server-sent event stream through event by event (never holding more than one partial
+ * event), noting the usage it carries and, when the client did not ask for it, dropping the
+ * usage-only chunk the gateway asked the upstream for.
+ */
+export class SseUsageTap {
+  usage: TokenUsage | undefined;
+  /** The `data:` payloads seen, kept so a broken stream's output can be counted locally. */
+  readonly payloads: string[] = [];
+  #decoder = new TextDecoder();
+  #partial = '';
+
+  constructor(
+    private readonly metered: Metered,
+    private readonly dropUsageChunk: boolean,
+  ) {}
+
+  /** Bytes from the upstream → the text to send on (complete events only). */
+  push(chunk: Uint8Array): string {
+    this.#partial += this.#decoder.decode(chunk, { stream: true });
+    let out = '';
+    for (;;) {
+      const end = eventEnd(this.#partial);
+      if (end === -1) break;
+      const event = this.#partial.slice(0, end);
+      this.#partial = this.#partial.slice(end);
+      if (this.#keep(event)) out += event;
+    }
+    return out;
+  }
+
+  /** What remains when the upstream ends (an unterminated last event is passed on as is). */
+  end(): string {
+    const rest = this.#partial + this.#decoder.decode();
+    this.#partial = '';
+    return rest.length > 0 && this.#keep(rest) ? rest : '';
+  }
+
+  #keep(event: string): boolean {
+    const data = dataOf(event);
+    if (data === undefined || data === '[DONE]') return true;
+    this.payloads.push(data);
+    if (this.metered === 'responses') {
+      if (data.includes('"response.completed"') || data.includes('"response.incomplete"')) {
+        const parsed = parse(data) as { response?: unknown } | undefined;
+        this.usage = usageFrom('responses', parsed?.response) ?? this.usage;
+      }
+      return true;
+    }
+    if (!data.includes('"usage"')) return true;
+    const parsed = parse(data) as { usage?: unknown; choices?: unknown[] } | undefined;
+    const usage = usageFrom(this.metered, parsed);
+    if (!usage) return true;
+    this.usage = usage;
+    const usageOnly = Array.isArray(parsed?.choices) && parsed.choices.length === 0;
+    return !(usageOnly && this.dropUsageChunk);
+  }
+
+  /** The text the model produced so far, from the events seen (for local counting). */
+  outputText(): string {
+    let text = '';
+    for (const data of this.payloads) {
+      const parsed = parse(data) as
+        | { choices?: { delta?: { content?: unknown }; text?: unknown }[]; type?: string; delta?: unknown }
+        | undefined;
+      if (!parsed) continue;
+      if (this.metered === 'responses') {
+        if (parsed.type === 'response.output_text.delta' && typeof parsed.delta === 'string')
+          text += parsed.delta;
+        continue;
+      }
+      for (const choice of parsed.choices ?? []) {
+        if (typeof choice?.delta?.content === 'string') text += choice.delta.content;
+        else if (typeof choice?.text === 'string') text += choice.text;
+      }
+    }
+    return text;
+  }
+}
+
+/** Index just past the blank line that ends the first complete event, or -1. */
+function eventEnd(text: string): number {
+  const lf = text.indexOf('\n\n');
+  const crlf = text.indexOf('\r\n\r\n');
+  if (lf === -1 && crlf === -1) return -1;
+  if (crlf !== -1 && (lf === -1 || crlf < lf)) return crlf + 4;
+  return lf + 2;
+}
+
+function dataOf(event: string): string | undefined {
+  let data: string | undefined;
+  for (const line of event.split(/\r?\n/)) {
+    if (line.startsWith('data:')) {
+      const value = line.slice(line[5] === ' ' ? 6 : 5);
+      data = data === undefined ? value : `${data}\n${value}`;
+    }
+  }
+  return data;
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
