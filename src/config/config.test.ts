@@ -64,4 +64,42 @@ describe('configuration', () => {
     expect(() => loadConfig({ KEYPORT_CONFIG: unknown })).toThrow(/KEYPORT_CONFIG/);
     expect(() => loadConfig({ KEYPORT_CONFIG: path.join(dir, 'missing.json') })).toThrow(/cannot read/);
   });
+
+  it('builds one upstream from KEYPORT_UPSTREAM_* and requires its credential variable when named in a file', () => {
+    const config = loadConfig({
+      KEYPORT_UPSTREAM_URL: 'http://vllm:8000/v1/',
+      KEYPORT_UPSTREAM_MODELS: 'llama-*, qwen-*',
+      KEYPORT_UPSTREAM_API_KEY: 'upstream-secret',
+    });
+    expect(config.upstreams).toEqual([
+      expect.objectContaining({
+        name: 'default',
+        baseUrl: 'http://vllm:8000/v1',
+        models: ['llama-*', 'qwen-*'],
+        apiKeyEnv: 'KEYPORT_UPSTREAM_API_KEY',
+      }),
+    ]);
+    // The credential is read from the environment when used, never copied into the config.
+    expect(JSON.stringify(config)).not.toContain('upstream-secret');
+    expect(() => loadConfig({ KEYPORT_UPSTREAM_URL: 'ftp://x' })).toThrow(/KEYPORT_UPSTREAM_URL/);
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'kp-config-'));
+    const file = path.join(dir, 'upstreams.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ upstreams: [{ name: 'vllm', baseUrl: 'http://vllm:8000/v1', models: ['*'], apiKeyEnv: 'VLLM_KEY' }] }),
+    );
+    expect(() => loadConfig({ KEYPORT_CONFIG: file })).toThrow(/VLLM_KEY is not set/);
+    expect(loadConfig({ KEYPORT_CONFIG: file, VLLM_KEY: 'k' }).upstreams[0]?.name).toBe('vllm');
+    writeFileSync(file, JSON.stringify({ upstreams: [{ name: 'Bad Name', baseUrl: 'http://x/v1', models: [] }] }));
+    expect(() => loadConfig({ KEYPORT_CONFIG: file })).toThrow(/upstreams\.0\.(name|models)/);
+  });
+
+  it('reads trusted proxies and refuses bad ones', () => {
+    expect(loadConfig({ KEYPORT_TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.1' }).trustedProxies).toEqual([
+      '10.0.0.0/8',
+      '192.168.1.1',
+    ]);
+    expect(() => loadConfig({ KEYPORT_TRUSTED_PROXIES: '10.0.0.0/40' })).toThrow(/KEYPORT_TRUSTED_PROXIES/);
+  });
 });
