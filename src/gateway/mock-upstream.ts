@@ -87,6 +87,22 @@ const MODEL_LIST_JSON = JSON.stringify({ object: 'list', data: MOCK_MODELS.map(m
 const JSON_TYPE = 'application/json';
 const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
 
+/** A bounded cache of pure results keyed by text: a benchmark sends the same prompts over and over. */
+class Memo<V> {
+  readonly #values = new Map<string, V>();
+
+  get(key: string, compute: () => V): V {
+    const hit = this.#values.get(key);
+    if (hit !== undefined) return hit;
+    const value = compute();
+    if (key.length <= 8192) {
+      if (this.#values.size >= 1024) this.#values.clear();
+      this.#values.set(key, value);
+    }
+    return value;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Server
 
@@ -190,8 +206,9 @@ async function handle(context: Context, req: IncomingMessage, res: ServerRespons
   if (!endpoint) return sendError(res, notFound(req.method ?? 'GET', path));
   if (body === INVALID_JSON) return sendError(res, INVALID_JSON_ERROR);
   const params = body === undefined ? {} : body;
-  if (!isObject(params))
+  if (!isObject(params)) {
     return sendError(res, badRequest('The request body must be a JSON object.', null, null));
+  }
   if (typeof params.model !== 'string' || params.model === '') {
     return sendError(res, badRequest('you must provide a model parameter', null, null));
   }
@@ -371,8 +388,9 @@ const missingParameter = (param: string): ApiError =>
 
 function forcedError(status: number): ApiError {
   const message = `Mock upstream: status ${status} forced by x-mock-status`;
-  if (status === 401)
+  if (status === 401) {
     return { status, message, type: 'invalid_request_error', param: null, code: 'invalid_api_key' };
+  }
   if (status === 429) return { status, message, type: 'requests', param: null, code: 'rate_limit_exceeded' };
   if (status >= 500) return { status, message, type: 'server_error', param: null, code: null };
   return { status, message, type: 'invalid_request_error', param: null, code: null };
@@ -388,7 +406,6 @@ interface StreamPlan {
   tail: string;
 }
 
-const sse = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
 const sseEvent = (event: ResponseStreamEvent) => `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 const DONE = 'data: [DONE]\n\n';
 
@@ -514,39 +531,19 @@ function chatCompletions(context: Context, params: Params, hooks: Hooks): string
     return JSON.stringify(completion);
   }
 
-  const withUsage = includeUsageChunk(params, hooks);
-  const pieces = splitReply(text, context.settings.chunkCount);
-  const last = pieces.length - 1;
-  const chunk = (choices: ChatCompletionChunk.Choice[], usage?: CompletionUsage | null): string => {
-    const value: ChatCompletionChunk = {
-      id,
-      object: 'chat.completion.chunk',
-      created,
-      model,
-      system_fingerprint: FINGERPRINT,
-      choices,
-      ...(usage !== undefined ? { usage } : {}),
-    };
-    return sse(value);
+  const envelope: ChatCompletionChunk = {
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model,
+    system_fingerprint: FINGERPRINT,
+    choices: [],
   };
-  return {
-    head: '',
-    pieces: pieces.map((content, i) =>
-      chunk(
-        [
-          {
-            index: 0,
-            delta: i === 0 ? { role: 'assistant', content, refusal: null } : { content },
-            logprobs: null,
-            finish_reason: i === last ? 'stop' : null,
-          },
-        ],
-        // As OpenAI does: with include_usage, every chunk carries `usage: null` but the last.
-        withUsage ? null : undefined,
-      ),
-    ),
-    tail: (withUsage ? chunk([], usage) : '') + DONE,
-  };
+  return chunkedPlan(
+    envelope,
+    chatChoices(text, context.settings.chunkCount),
+    includeUsageChunk(params, hooks) ? usage : undefined,
+  );
 }
 
 function completions(context: Context, params: Params, hooks: Hooks): string | StreamPlan | ApiError {
@@ -571,29 +568,75 @@ function completions(context: Context, params: Params, hooks: Hooks): string | S
     return JSON.stringify(completion);
   }
 
-  const withUsage = includeUsageChunk(params, hooks);
-  const pieces = splitReply(text, context.settings.chunkCount);
-  const last = pieces.length - 1;
-  const chunk = (choices: Completion['choices'], usage?: CompletionUsage): string => {
-    const value: Completion = {
-      ...base,
-      object: 'text_completion',
-      choices,
-      system_fingerprint: FINGERPRINT,
-      ...(usage ? { usage } : {}),
-    };
-    return sse(value);
+  const envelope: Completion = {
+    ...base,
+    object: 'text_completion',
+    system_fingerprint: FINGERPRINT,
+    choices: [],
   };
+  return chunkedPlan(
+    envelope,
+    completionChoices(text, context.settings.chunkCount),
+    includeUsageChunk(params, hooks) ? usage : undefined,
+  );
+}
+
+/**
+ * A chunked reply (chat or text completion). The chunks of one stream differ only in `choices`: the
+ * envelope is serialized once per stream, and the `choices` of a given reply once per process.
+ * With `usage`, every chunk carries `usage: null` and a last one (`choices: []`) the usage, as OpenAI
+ * sends them.
+ */
+function chunkedPlan(
+  envelope: ChatCompletionChunk | Completion,
+  choices: string[],
+  usage: CompletionUsage | undefined,
+): StreamPlan {
+  // `choices: []` is the envelope's last key, so its JSON ends with `[]}`: splice the choices in.
+  const open = `data: ${JSON.stringify(envelope).slice(0, -2)}`;
+  const after = usage ? '],"usage":null}\n\n' : ']}\n\n';
   return {
     head: '',
-    pieces: pieces.map((piece, i) =>
-      // The SDK types finish_reason as non-null; OpenAI sends null on every chunk but the last.
-      chunk([
-        { text: piece, index: 0, logprobs: null, finish_reason: (i === last ? 'stop' : null) as 'stop' },
-      ]),
-    ),
-    tail: (withUsage ? chunk([], usage) : '') + DONE,
+    pieces: choices.map((choice) => open + choice + after),
+    tail: (usage ? `${open}],"usage":${JSON.stringify(usage)}}\n\n` : '') + DONE,
   };
+}
+
+const chatChoiceCache = new Memo<string[]>();
+
+/** The serialized choice of each chunk: role on the first, `stop` on the last. */
+function chatChoices(text: string, count: number): string[] {
+  return chatChoiceCache.get(`${count}:${text}`, () => {
+    const pieces = splitReply(text, count);
+    return pieces.map((content, i) => {
+      const choice: ChatCompletionChunk.Choice = {
+        index: 0,
+        delta: i === 0 ? { role: 'assistant', content, refusal: null } : { content },
+        logprobs: null,
+        finish_reason: i === pieces.length - 1 ? 'stop' : null,
+      };
+      return JSON.stringify(choice);
+    });
+  });
+}
+
+const completionChoiceCache = new Memo<string[]>();
+
+function completionChoices(text: string, count: number): string[] {
+  return completionChoiceCache.get(`${count}:${text}`, () => {
+    const pieces = splitReply(text, count);
+    return pieces.map((piece, i) => {
+      // The SDK types finish_reason as non-null; OpenAI sends null on every chunk but the last.
+      const finish = (i === pieces.length - 1 ? 'stop' : null) as 'stop';
+      const choice: Completion['choices'][number] = {
+        text: piece,
+        index: 0,
+        logprobs: null,
+        finish_reason: finish,
+      };
+      return JSON.stringify(choice);
+    });
+  });
 }
 
 /** The SDK types the decoded vector; on the wire it may be the base64 text. */
@@ -804,16 +847,20 @@ function replyTo(quote: string): string {
   return `Mock reply to "${quote.slice(0, end)}": ${LOREM}`;
 }
 
+const replyPieces = new Memo<string[]>();
+
 /** `count` pieces of near-equal length, split on code points (never inside a surrogate pair). */
 function splitReply(text: string, count: number): string[] {
-  const chars = Array.from(text);
-  const pieces: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const from = Math.floor((i * chars.length) / count);
-    const to = Math.floor(((i + 1) * chars.length) / count);
-    pieces.push(chars.slice(from, to).join(''));
-  }
-  return pieces;
+  return replyPieces.get(`${count}:${text}`, () => {
+    const chars = Array.from(text);
+    const pieces: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const from = Math.floor((i * chars.length) / count);
+      const to = Math.floor(((i + 1) * chars.length) / count);
+      pieces.push(chars.slice(from, to).join(''));
+    }
+    return pieces;
+  });
 }
 
 function completionUsage(promptTokens: number, completionTokens: number): CompletionUsage {
@@ -833,21 +880,11 @@ function completionUsage(promptTokens: number, completionTokens: number): Comple
 
 // User text may contain `<|endoftext|>` and the like: count it as text rather than throw.
 const ENCODE_OPTIONS = { disallowedSpecial: new Set<string>() };
-const tokenCounts = new Map<string, number>();
-const TOKEN_CACHE_ENTRIES = 4096;
-const TOKEN_CACHE_MAX_LENGTH = 8192;
+const tokenCounts = new Memo<number>();
 
-/** o200k token count, cached: a benchmark sends the same prompts over and over. */
+/** o200k token count. */
 function countTokens(text: string): number {
-  if (text.length === 0) return 0;
-  const cached = tokenCounts.get(text);
-  if (cached !== undefined) return cached;
-  const count = encode(text, ENCODE_OPTIONS).length;
-  if (text.length <= TOKEN_CACHE_MAX_LENGTH) {
-    if (tokenCounts.size >= TOKEN_CACHE_ENTRIES) tokenCounts.clear();
-    tokenCounts.set(text, count);
-  }
-  return count;
+  return text.length === 0 ? 0 : tokenCounts.get(text, () => encode(text, ENCODE_OPTIONS).length);
 }
 
 /**
