@@ -63,7 +63,7 @@ export class SseUsageTap {
       if (end === -1) break;
       const event = this.#partial.slice(0, end);
       this.#partial = this.#partial.slice(end);
-      if (this.#keep(event)) out += event;
+      out += this.#pass(event);
     }
     return out;
   }
@@ -72,7 +72,15 @@ export class SseUsageTap {
   end(): string {
     const rest = this.#partial + this.#decoder.decode();
     this.#partial = '';
-    return rest.length > 0 && this.#keep(rest) ? rest : '';
+    return rest.length > 0 ? this.#pass(rest) : '';
+  }
+
+  /** The event as the client should see it: as is, without the usage we asked for, or nothing. */
+  #pass(event: string): string {
+    if (!this.#keep(event)) return '';
+    // Asking for usage makes the upstream add `"usage":null` to every chunk; a client that did not
+    // ask must see the chunks it would have got without us.
+    return this.dropUsageChunk && event.includes('"usage"') ? event.replace(NULL_USAGE, '') : event;
   }
 
   #keep(event: string): boolean {
@@ -116,6 +124,8 @@ export class SseUsageTap {
     return text;
   }
 }
+
+const NULL_USAGE = /,\s*"usage"\s*:\s*null(?=\s*[,}])/g;
 
 /** Index just past the blank line that ends the first complete event, or -1. */
 function eventEnd(text: string): number {

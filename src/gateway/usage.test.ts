@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { SseUsageTap } from './usage.ts';
+
+const chunk = (content: string) =>
+  `data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${content}"}}],"usage":null}\n\n`;
+const usageChunk =
+  'data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}\n\n';
+const encode = (text: string) => new TextEncoder().encode(text);
+
+describe('SseUsageTap', () => {
+  it('passes events through whole, however the bytes are split', () => {
+    const stream = chunk('Hel') + chunk('lo ✓') + usageChunk + 'data: [DONE]\n\n';
+    const bytes = encode(stream);
+    for (const size of [1, 2, 3, 7, 64, bytes.length]) {
+      const tap = new SseUsageTap('chat', false);
+      let out = '';
+      for (let i = 0; i < bytes.length; i += size) out += tap.push(bytes.subarray(i, i + size));
+      out += tap.end();
+      expect(out).toBe(stream);
+      expect(tap.usage).toEqual({ inputTokens: 5, cachedTokens: 0, outputTokens: 2 });
+    }
+  });
+
+  it('never holds a complete event back', () => {
+    const tap = new SseUsageTap('chat', false);
+    expect(tap.push(encode(chunk('a')))).toBe(chunk('a'));
+    expect(tap.push(encode('data: {"partial'))).toBe('');
+  });
+
+  it('drops the usage-only chunk and the null usage fields when the client did not ask', () => {
+    const tap = new SseUsageTap('chat', true);
+    const out = tap.push(encode(chunk('Hi') + usageChunk + 'data: [DONE]\n\n')) + tap.end();
+    expect(out).toBe(
+      'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: [DONE]\n\n',
+    );
+    expect(tap.usage?.outputTokens).toBe(2);
+  });
+
+  it('keeps what was sent countable when the stream breaks', () => {
+    const tap = new SseUsageTap('chat', true);
+    tap.push(encode(chunk('Hello') + chunk(' world')));
+    expect(tap.usage).toBeUndefined();
+    expect(tap.outputText()).toBe('Hello world');
+  });
+
+  it('reads usage from the Responses API completed event', () => {
+    const tap = new SseUsageTap('responses', false);
+    tap.push(
+      encode(
+        'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}\n\n' +
+          'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":3,"input_tokens_details":{"cached_tokens":1},"output_tokens":4}}}\n\n',
+      ),
+    );
+    expect(tap.usage).toEqual({ inputTokens: 3, cachedTokens: 1, outputTokens: 4 });
+    expect(tap.outputText()).toBe('Hi');
+  });
+});
