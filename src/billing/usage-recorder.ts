@@ -4,8 +4,43 @@
  * (The metering issue makes this crash-proof with a local journal; today a crash can lose the
  * last unflushed batch, at most `flushMs` of events.)
  */
+import { sql } from 'drizzle-orm';
 import type { Db } from '../store/database.ts';
-import { usageEvents } from '../store/schema.ts';
+
+/**
+ * One statement, one JSON parameter for the whole batch. Building a 250-row insert with 19 bound
+ * parameters per row cost more CPU than the gateway's own work (profiled), and on PGlite the write
+ * runs on the event loop: 500 rows took 121 ms as a parameterized insert, 24 ms as JSON.
+ */
+export async function insertUsageEvents(db: Db, events: readonly UsageEvent[]): Promise<void> {
+  const rows = JSON.stringify(
+    events.map((e) => ({
+      request_id: e.requestId,
+      created_at: e.createdAt.toISOString(),
+      organization_id: e.organizationId,
+      project_id: e.projectId,
+      api_key_id: e.apiKeyId,
+      user_id: e.userId,
+      service_account_id: e.serviceAccountId,
+      method: e.method,
+      endpoint: e.endpoint,
+      model: e.model,
+      upstream: e.upstream,
+      input_tokens: e.inputTokens,
+      cached_tokens: e.cachedTokens,
+      output_tokens: e.outputTokens,
+      status: e.status,
+      latency_ms: e.latencyMs,
+      client_ip: e.clientIp,
+      streamed: e.streamed,
+      estimated: e.estimated,
+    })),
+  );
+  await db.execute(sql`
+    insert into usage_events
+    select * from json_populate_recordset(null::usage_events, ${rows}::json)
+    on conflict (request_id) do nothing`);
+}
 
 export interface UsageEvent {
   requestId: string;
@@ -75,7 +110,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
       this.#pending.splice(0, excess);
       this.dropped += excess;
     }
-    if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
+    if (this.#pending.length >= (this.options.batchSize ?? 250)) void this.flush();
   }
 
   flush(): Promise<void> {
@@ -84,14 +119,11 @@ export class DatabaseUsageRecorder implements UsageRecorder {
   }
 
   async #writeAll(): Promise<void> {
-    const size = this.options.batchSize ?? 500;
+    const size = this.options.batchSize ?? 250;
     while (this.#pending.length > 0) {
       const batch = this.#pending.slice(0, size);
       try {
-        await this.db
-          .insert(usageEvents)
-          .values(batch)
-          .onConflictDoNothing({ target: usageEvents.requestId });
+        await insertUsageEvents(this.db, batch);
         this.#pending.splice(0, batch.length);
       } catch (error) {
         this.options.onError(error, this.#pending.length);

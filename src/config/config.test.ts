@@ -87,11 +87,16 @@ describe('configuration', () => {
     const file = path.join(dir, 'upstreams.json');
     writeFileSync(
       file,
-      JSON.stringify({ upstreams: [{ name: 'vllm', baseUrl: 'http://vllm:8000/v1', models: ['*'], apiKeyEnv: 'VLLM_KEY' }] }),
+      JSON.stringify({
+        upstreams: [{ name: 'vllm', baseUrl: 'http://vllm:8000/v1', models: ['*'], apiKeyEnv: 'VLLM_KEY' }],
+      }),
     );
     expect(() => loadConfig({ KEYPORT_CONFIG: file })).toThrow(/VLLM_KEY is not set/);
     expect(loadConfig({ KEYPORT_CONFIG: file, VLLM_KEY: 'k' }).upstreams[0]?.name).toBe('vllm');
-    writeFileSync(file, JSON.stringify({ upstreams: [{ name: 'Bad Name', baseUrl: 'http://x/v1', models: [] }] }));
+    writeFileSync(
+      file,
+      JSON.stringify({ upstreams: [{ name: 'Bad Name', baseUrl: 'http://x/v1', models: [] }] }),
+    );
     expect(() => loadConfig({ KEYPORT_CONFIG: file })).toThrow(/upstreams\.0\.(name|models)/);
   });
 

