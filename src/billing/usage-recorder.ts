@@ -96,7 +96,8 @@ export class DatabaseUsageRecorder implements UsageRecorder {
       onError: (error: unknown, pending: number) => void;
     },
   ) {
-    this.#timer = setInterval(() => void this.flush(), options.flushMs ?? 1000);
+    // Frequent small batches: on PGlite the insert runs on the event loop, so a short write stalls less.
+    this.#timer = setInterval(() => void this.flush(), options.flushMs ?? 200);
     this.#timer.unref();
   }
 
