@@ -159,11 +159,11 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     });
   } catch (error) {
     if (abort.aborted) {
-      usage.record(499, undefined, body);
+      usage.record(499, undefined);
       return reply;
     }
     const failure = upstreamFailure(error, upstream);
-    usage.record(failure.status, undefined, body);
+    usage.record(failure.status, undefined);
     throw failure;
   }
 
@@ -180,15 +180,15 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
       buffer = Buffer.from(await response.body.arrayBuffer());
     } catch (error) {
       if (abort.aborted) {
-        usage.record(499, undefined, body);
+        usage.record(499, undefined);
         return reply;
       }
       const failure = upstreamFailure(error, upstream);
-      usage.record(failure.status, undefined, body);
+      usage.record(failure.status, undefined);
       throw failure;
     }
     if (response.statusCode >= 500 && !contentType.includes('json')) {
-      usage.record(502, undefined, body);
+      usage.record(502, undefined);
       throw new ApiError(
         'bad_gateway',
         `The upstream model server "${upstream.name}" returned an error (${response.statusCode}).`,
@@ -203,12 +203,12 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
         tokens = estimateFromBody(rule.metered, body, parsed);
       }
     }
-    usage.record(response.statusCode, tokens, body);
+    usage.record(response.statusCode, tokens);
     return reply.status(response.statusCode).headers(headers).send(buffer);
   }
 
   // Anything else (audio, file contents): streamed through untouched.
-  reply.raw.once('finish', () => usage.record(response.statusCode, undefined, body));
+  reply.raw.once('finish', () => usage.record(response.statusCode, undefined));
   return reply.status(response.statusCode).headers(headers).send(response.body);
 }
 
@@ -257,7 +257,7 @@ async function streamEvents(
     };
   }
   const status = outcome === 'client-gone' ? 499 : outcome === 'upstream-broke' ? 502 : response.statusCode;
-  usage.record(status, tokens, body);
+  usage.record(status, tokens);
   usage.log(status);
 }
 
@@ -304,7 +304,7 @@ class UsageCapture {
     private readonly started: number,
   ) {}
 
-  record(status: number, tokens: TokenUsage | undefined, _body: GatewayBody | undefined): void {
+  record(status: number, tokens: TokenUsage | undefined): void {
     if (this.#recorded) return;
     this.#recorded = true;
     const { key, organization, project } = this.principal;
