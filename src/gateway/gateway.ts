@@ -14,7 +14,7 @@ import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFou
 import { headersForClient, headersForUpstream } from './http-headers.ts';
 import { countPromptTokens, countTokens } from './token-count.ts';
 import type { Upstream } from './upstreams.ts';
-import { SseUsageTap, type TokenUsage, usageFrom } from './usage.ts';
+import { parseJson, SseUsageTap, type TokenUsage, usageFrom } from './usage.ts';
 
 interface GatewayBody {
   raw: Buffer;
@@ -27,6 +27,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     gatewayRule: RouteRule;
     gatewayPrincipal: GatewayPrincipal;
+    /** The path below /v1, without the query string. */
+    gatewayPath: string;
   }
 }
 
@@ -36,6 +38,7 @@ export function registerGateway(services: Services) {
   return async (app: FastifyInstance) => {
     app.decorateRequest('gatewayRule', null as never);
     app.decorateRequest('gatewayPrincipal', null as never);
+    app.decorateRequest('gatewayPath', '');
 
     // Bodies stay raw (forwarded byte for byte unless we must change them); JSON is also parsed,
     // for the model and the stream flags. Anything else (multipart uploads, audio) passes as is.
@@ -68,6 +71,7 @@ export function registerGateway(services: Services) {
     // Authenticate before reading the body: a bad key costs no upload.
     app.addHook('onRequest', async (request) => {
       const path = pathOf(request);
+      request.gatewayPath = path;
       const rule = ruleFor(request.method, path);
       if (!rule || path.startsWith('/organization')) {
         throw new ApiError('not_found', `Invalid URL (${request.method} /v1${path})`);
@@ -82,7 +86,7 @@ export function registerGateway(services: Services) {
       url: '/*',
       bodyLimit: config.gatewayBodyLimitBytes,
       handler: async (request, reply) => {
-        const path = pathOf(request);
+        const path = request.gatewayPath;
         if (request.method === 'GET' && (path === '/models' || path.startsWith('/models/'))) {
           return listOrRetrieveModel(request, path);
         }
@@ -145,6 +149,17 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   };
   reply.raw.once('close', onClientGone);
 
+  // The upstream call or its body failed: the client left (499, nothing to send) or the upstream did.
+  const failed = (error: unknown): FastifyReply => {
+    if (abort.aborted) {
+      usage.record(499, undefined);
+      return reply;
+    }
+    const failure = upstreamFailure(error, upstream);
+    usage.record(failure.status, undefined);
+    throw failure;
+  };
+
   const query = request.url.indexOf('?') === -1 ? '' : request.url.slice(request.url.indexOf('?'));
   let response: Awaited<ReturnType<typeof upstreamRequest>>;
   try {
@@ -158,13 +173,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
       bodyTimeout: upstream.timeoutMs,
     });
   } catch (error) {
-    if (abort.aborted) {
-      usage.record(499, undefined);
-      return reply;
-    }
-    const failure = upstreamFailure(error, upstream);
-    usage.record(failure.status, undefined);
-    throw failure;
+    return failed(error);
   }
 
   const contentType = String(response.headers['content-type'] ?? '');
@@ -179,13 +188,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     try {
       buffer = Buffer.from(await response.body.arrayBuffer());
     } catch (error) {
-      if (abort.aborted) {
-        usage.record(499, undefined);
-        return reply;
-      }
-      const failure = upstreamFailure(error, upstream);
-      usage.record(failure.status, undefined);
-      throw failure;
+      return failed(error);
     }
     if (response.statusCode >= 500 && !contentType.includes('json')) {
       usage.record(502, undefined);
@@ -196,7 +199,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     }
     let tokens: TokenUsage | undefined;
     if (rule.metered && response.statusCode < 400) {
-      const parsed = parseJson(buffer);
+      const parsed = parseJson(buffer.toString('utf8'));
       tokens = usageFrom(rule.metered, parsed);
       if (!tokens) {
         usage.estimated = true;
@@ -317,7 +320,7 @@ class UsageCapture {
       userId: key.ownerUserId,
       serviceAccountId: key.serviceAccountId,
       method: this.request.method,
-      endpoint: `/v1${this.request.gatewayRule ? pathOf(this.request) : ''}`,
+      endpoint: `/v1${this.request.gatewayPath}`,
       model: this.model ?? null,
       upstream: this.upstream.name,
       inputTokens: tokens?.inputTokens ?? 0,
@@ -336,7 +339,7 @@ class UsageCapture {
     this.request.log.info(
       {
         method: this.request.method,
-        path: `/v1${pathOf(this.request)}`,
+        path: `/v1${this.request.gatewayPath}`,
         status,
         ms: Math.round((performance.now() - this.started) * 10) / 10,
         streamed: true,
@@ -398,13 +401,5 @@ async function multipartModel(request: FastifyRequest, raw: Buffer): Promise<str
     return typeof model === 'string' ? model : undefined;
   } catch {
     throw badRequest('We could not parse the multipart body of your request.');
-  }
-}
-
-function parseJson(buffer: Buffer): unknown {
-  try {
-    return JSON.parse(buffer.toString('utf8'));
-  } catch {
-    return undefined;
   }
 }

@@ -89,13 +89,13 @@ export class SseUsageTap {
     this.payloads.push(data);
     if (this.metered === 'responses') {
       if (data.includes('"response.completed"') || data.includes('"response.incomplete"')) {
-        const parsed = parse(data) as { response?: unknown } | undefined;
+        const parsed = parseJson(data) as { response?: unknown } | undefined;
         this.usage = usageFrom('responses', parsed?.response) ?? this.usage;
       }
       return true;
     }
     if (!data.includes('"usage"')) return true;
-    const parsed = parse(data) as { usage?: unknown; choices?: unknown[] } | undefined;
+    const parsed = parseJson(data) as { usage?: unknown; choices?: unknown[] } | undefined;
     const usage = usageFrom(this.metered, parsed);
     if (!usage) return true;
     this.usage = usage;
@@ -107,7 +107,7 @@ export class SseUsageTap {
   outputText(): string {
     let text = '';
     for (const data of this.payloads) {
-      const parsed = parse(data) as
+      const parsed = parseJson(data) as
         | { choices?: { delta?: { content?: unknown }; text?: unknown }[]; type?: string; delta?: unknown }
         | undefined;
       if (!parsed) continue;
@@ -147,7 +147,8 @@ function dataOf(event: string): string | undefined {
   return data;
 }
 
-function parse(text: string): unknown {
+/** JSON.parse that answers `undefined` for anything that is not JSON. */
+export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch {

@@ -50,21 +50,24 @@ export async function createTestApp(
     instance,
     adminKey,
     logs,
-    sdk: (sdkOptions = {}) =>
-      new OpenAI({
-        baseURL: 'http://keyport.test/v1',
-        ...(sdkOptions.apiKey
-          ? { apiKey: sdkOptions.apiKey }
-          : { adminAPIKey: sdkOptions.adminKey ?? adminKey }),
-        maxRetries: sdkOptions.maxRetries ?? 0,
-        fetch: injectFetch(app),
-      }),
+    sdk: sdkFactory(app, adminKey),
     close: async () => {
       await app.close();
       await services.close();
       await store.close();
     },
   };
+}
+
+/** The official SDK over `app.inject`, authenticated with `adminKey` unless told otherwise. */
+export function sdkFactory(app: FastifyInstance, adminKey: string): TestApp['sdk'] {
+  return (options = {}) =>
+    new OpenAI({
+      baseURL: 'http://keyport.test/v1',
+      ...(options.apiKey ? { apiKey: options.apiKey } : { adminAPIKey: options.adminKey ?? adminKey }),
+      maxRetries: options.maxRetries ?? 0,
+      fetch: injectFetch(app),
+    });
 }
 
 /** A `fetch` that never leaves the process: requests go to `app.inject`. */

@@ -24,7 +24,7 @@ import { type MockUpstream, startMockUpstream } from '../../src/gateway/mock-ups
 import type { IssuedKey } from '../../src/keys/key-service.ts';
 import { createLogger, createServices } from '../../src/services.ts';
 import { type Backend, openTestStore } from './stores.ts';
-import { injectFetch, type TestApp } from './test-app.ts';
+import { injectFetch, sdkFactory, type TestApp } from './test-app.ts';
 
 export const UPSTREAM_KEY_ENV = 'TEST_UPSTREAM_KEY';
 
@@ -204,15 +204,7 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
     instance,
     adminKey,
     logs,
-    sdk: (sdkOptions = {}) =>
-      new OpenAI({
-        baseURL: 'http://keyport.test/v1',
-        ...(sdkOptions.apiKey
-          ? { apiKey: sdkOptions.apiKey }
-          : { adminAPIKey: sdkOptions.adminKey ?? adminKey }),
-        maxRetries: sdkOptions.maxRetries ?? 0,
-        fetch: injectFetch(app),
-      }),
+    sdk: sdkFactory(app, adminKey),
     url,
     upstreamSecret,
     mock,
