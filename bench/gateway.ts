@@ -64,13 +64,31 @@ const STREAM_BODY = JSON.stringify({
   messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
 });
 
-type TargetName = 'direct' | 'raw' | 'keyport' | 'portkey';
-const TARGETS: TargetName[] = ['direct', 'raw', 'keyport', 'portkey'];
+type TargetName = 'direct' | 'raw' | 'keyport' | 'keyport-limits' | 'keyport-redis' | 'portkey';
+const TARGETS: TargetName[] = ['direct', 'raw', 'keyport', 'keyport-limits', 'keyport-redis', 'portkey'];
 const LABELS: Record<TargetName, string> = {
   direct: 'direct (mock)',
   raw: 'raw node:http proxy',
   keyport: 'Keyport',
+  'keyport-limits': 'Keyport + limits (in-process)',
+  'keyport-redis': 'Keyport + limits (Redis)',
   portkey: 'Portkey',
+};
+/** The Redis the `keyport-redis` target shares its limits through. */
+const REDIS_URL = process.env.KEYPORT_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/**
+ * Limits high enough never to refuse a benchmark request, on a project and on its key, so every
+ * request runs the whole limits path: a project-wide and a key budget of requests and tokens per
+ * minute, requests per day and a concurrency slot (8 buckets and 2 slots per request).
+ */
+const BENCH_LIMITS = {
+  project: { max_requests_per_1_minute: 1_000_000_000, max_tokens_per_1_minute: 1_000_000_000 },
+  key: {
+    max_requests_per_1_minute: 1_000_000_000,
+    max_tokens_per_1_minute: 1_000_000_000,
+    max_requests_per_1_day: 1_000_000_000,
+    max_concurrent_requests: 100_000,
+  },
 };
 
 interface Target {
@@ -219,6 +237,8 @@ interface KeyportSetup {
   projectId: string;
   /** Created through the Admin API once the first server is up. */
   projectKey?: string;
+  /** A key in a second project, both with BENCH_LIMITS. */
+  limitedKey?: string;
 }
 
 async function initKeyport(): Promise<KeyportSetup> {
@@ -234,17 +254,51 @@ async function initKeyport(): Promise<KeyportSetup> {
   return { dataDir, adminKey: result.admin_key, projectId: result.project_id };
 }
 
-async function createProjectKey(keyportUrl: string, setup: KeyportSetup): Promise<string> {
-  const response = await fetch(`${keyportUrl}/v1/organization/projects/${setup.projectId}/api_keys`, {
+async function adminPost<T>(
+  keyportUrl: string,
+  setup: KeyportSetup,
+  path: string,
+  payload: unknown,
+): Promise<T> {
+  const response = await fetch(`${keyportUrl}/v1/organization${path}`, {
     method: 'POST',
     headers: { authorization: `Bearer ${setup.adminKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'gateway benchmark' }),
+    body: JSON.stringify(payload),
   });
-  const body = (await response.json()) as { value?: string };
-  if (response.status !== 200 || !body.value) {
-    throw new Error(`creating a project key failed (${response.status}): ${JSON.stringify(body)}`);
-  }
+  const body = (await response.json()) as T;
+  if (response.status !== 200)
+    throw new Error(`POST ${path} failed (${response.status}): ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function createProjectKey(
+  keyportUrl: string,
+  setup: KeyportSetup,
+  projectId = setup.projectId,
+): Promise<string> {
+  const body = await adminPost<{ value?: string }>(keyportUrl, setup, `/projects/${projectId}/api_keys`, {
+    name: 'gateway benchmark',
+  });
+  if (!body.value) throw new Error(`creating a project key returned no secret: ${JSON.stringify(body)}`);
   return body.value;
+}
+
+/** A second project and a key in it, both with BENCH_LIMITS. */
+async function createLimitedKey(keyportUrl: string, setup: KeyportSetup): Promise<string> {
+  const project = await adminPost<{ id: string }>(keyportUrl, setup, '/projects', { name: 'limited' });
+  await adminPost(keyportUrl, setup, `/projects/${project.id}/rate_limits/rl-*`, BENCH_LIMITS.project);
+  const secret = await createProjectKey(keyportUrl, setup, project.id);
+  const keys = await fetch(`${keyportUrl}/v1/organization/projects/${project.id}/api_keys`, {
+    headers: { authorization: `Bearer ${setup.adminKey}` },
+  });
+  const keyId = ((await keys.json()) as { data: { id: string }[] }).data[0]!.id;
+  await adminPost(
+    keyportUrl,
+    setup,
+    `/projects/${project.id}/api_keys/${keyId}/rate_limits/rl-*`,
+    BENCH_LIMITS.key,
+  );
+  return secret;
 }
 
 interface MockSettings {
@@ -253,8 +307,13 @@ interface MockSettings {
 }
 
 /** The mock, then every proxy pointed at it, each on its own free port. */
-async function startTargets(mock: MockSettings, keyport: KeyportSetup): Promise<Target[]> {
-  const [mockPort, rawPort, keyportPort, portkeyPort] = await Promise.all([
+async function startTargets(
+  mock: MockSettings,
+  keyport: KeyportSetup,
+  keyportRedis: KeyportSetup,
+): Promise<Target[]> {
+  const [mockPort, rawPort, keyportPort, redisKeyportPort, portkeyPort] = await Promise.all([
+    freePort(),
     freePort(),
     freePort(),
     freePort(),
@@ -290,6 +349,16 @@ async function startTargets(mock: MockSettings, keyport: KeyportSetup): Promise<
     KEYPORT_MOCK_UPSTREAM: 'off',
     KEYPORT_LOG_LEVEL: 'warn',
   });
+  const redisKeyportServer = spawnChild('keyport serve (Redis)', [KEYPORT_BIN, 'serve'], {
+    KEYPORT_HOST: HOST,
+    KEYPORT_PORT: String(redisKeyportPort),
+    KEYPORT_DATA_DIR: keyportRedis.dataDir,
+    KEYPORT_UPSTREAM_URL: `${mockUrl}/v1`,
+    KEYPORT_MOCK_UPSTREAM: 'off',
+    KEYPORT_LOG_LEVEL: 'warn',
+    KEYPORT_REDIS_URL: REDIS_URL,
+    KEYPORT_REDIS_KEY_PREFIX: `keyport-bench-${process.pid}:`,
+  });
   const portkeyServer = spawnChild(
     'portkey',
     ['--import', PORTKEY_PRELOAD, PORTKEY_SERVER, `--port=${portkeyPort}`, '--headless'],
@@ -297,14 +366,18 @@ async function startTargets(mock: MockSettings, keyport: KeyportSetup): Promise<
   );
   const rawUrl = `http://${HOST}:${rawPort}`;
   const keyportUrl = `http://${HOST}:${keyportPort}`;
+  const redisKeyportUrl = `http://${HOST}:${redisKeyportPort}`;
   const portkeyUrl = `http://${HOST}:${portkeyPort}`;
   await Promise.all([
     waitReady(mockServer, `${mockUrl}/v1/models`),
     waitReady(rawServer, `${rawUrl}/v1/models`),
     waitReady(keyportServer, `${keyportUrl}/healthz`),
+    waitReady(redisKeyportServer, `${redisKeyportUrl}/healthz`),
     waitReady(portkeyServer, `${portkeyUrl}/`),
   ]);
   keyport.projectKey ??= await createProjectKey(keyportUrl, keyport);
+  keyport.limitedKey ??= await createLimitedKey(keyportUrl, keyport);
+  keyportRedis.limitedKey ??= await createLimitedKey(redisKeyportUrl, keyportRedis);
   // The upstream's credential, which direct, raw and Portkey pass through as is.
   const upstreamKey = { authorization: 'Bearer sk-bench-upstream' };
   return [
@@ -315,6 +388,18 @@ async function startTargets(mock: MockSettings, keyport: KeyportSetup): Promise<
       url: keyportUrl,
       headers: { authorization: `Bearer ${keyport.projectKey}` },
       server: keyportServer,
+    },
+    {
+      name: 'keyport-limits',
+      url: keyportUrl,
+      headers: { authorization: `Bearer ${keyport.limitedKey}` },
+      server: keyportServer,
+    },
+    {
+      name: 'keyport-redis',
+      url: redisKeyportUrl,
+      headers: { authorization: `Bearer ${keyportRedis.limitedKey}` },
+      server: redisKeyportServer,
     },
     {
       name: 'portkey',
@@ -334,7 +419,7 @@ async function stopTargets(targets: Target[], rss: Map<TargetName, number>): Pro
     const peak = peakRss(target.server);
     if (peak !== undefined) rss.set(target.name, Math.max(rss.get(target.name) ?? 0, peak));
   }
-  await Promise.all(targets.map((target) => stopChild(target.server)));
+  await Promise.all([...new Set(targets.map((target) => target.server))].map(stopChild));
 }
 
 /** One plain and (with `streamed`) one streamed completion, which must come from the mock. */
@@ -520,8 +605,9 @@ function log(message: string): void {
 async function main(): Promise<void> {
   const loadAtStart = os.loadavg()[0] ?? 0;
   log(`Gateway benchmark on ${HOST}: ${TARGETS.map((t) => LABELS[t]).join(', ')}`);
-  log('keyport init (temporary data directory)…');
+  log('keyport init (two temporary data directories: in-process limits, Redis limits)…');
   const keyport = await initKeyport();
+  const keyportRedis = await initKeyport();
   const rss = new Map<TargetName, number>();
   const saturated = new Map<TargetName, LoadResult>();
   /** Server CPU time per request in the saturated run, µs. */
@@ -531,7 +617,7 @@ async function main(): Promise<void> {
   const sse = new Map<TargetName, StreamResult>();
   try {
     log(`\n1. Saturated throughput: ${SATURATED.connections} connections, mock delay 0`);
-    let targets = await startTargets({ delayMs: 0, chunkDelayMs: 0 }, keyport);
+    let targets = await startTargets({ delayMs: 0, chunkDelayMs: 0 }, keyport, keyportRedis);
     try {
       for (const target of targets) {
         await checkReachesMock(target, true);
@@ -553,7 +639,7 @@ async function main(): Promise<void> {
     }
 
     log(`\n2. Fixed rate: ${FIXED.rate} req/s, mock delay ${FIXED.mockDelayMs} ms`);
-    targets = await startTargets({ delayMs: FIXED.mockDelayMs, chunkDelayMs: 0 }, keyport);
+    targets = await startTargets({ delayMs: FIXED.mockDelayMs, chunkDelayMs: 0 }, keyport, keyportRedis);
     try {
       for (const target of targets) {
         await checkReachesMock(target, false);
@@ -575,7 +661,7 @@ async function main(): Promise<void> {
     log(
       `\n3. SSE time to first chunk: ${SSE.requests} sequential streams, ${SSE.chunkDelayMs} ms between chunks`,
     );
-    targets = await startTargets({ delayMs: 0, chunkDelayMs: SSE.chunkDelayMs }, keyport);
+    targets = await startTargets({ delayMs: 0, chunkDelayMs: SSE.chunkDelayMs }, keyport, keyportRedis);
     try {
       for (const target of targets) {
         await checkReachesMock(target, true);
@@ -591,6 +677,7 @@ async function main(): Promise<void> {
     }
   } finally {
     rmSync(keyport.dataDir, { recursive: true, force: true });
+    rmSync(keyportRedis.dataDir, { recursive: true, force: true });
   }
 
   // -------------------------------------------------------------------------------------------------
@@ -641,7 +728,7 @@ async function main(): Promise<void> {
       [
         `added latency over direct, p50 / p99 (${how})`,
         '—',
-        ...(['raw', 'keyport', 'portkey'] as const).map(
+        ...(['raw', 'keyport', 'keyport-limits', 'keyport-redis', 'portkey'] as const).map(
           (t) => `${signedMs(added(map, t, 0.5))} / ${signedMs(added(map, t, 0.99))}`,
         ),
         '',
@@ -649,6 +736,18 @@ async function main(): Promise<void> {
         latencyGoals(map),
       ],
     ]),
+    [
+      'limits: Redis over in-process, added p50 / p99 (open loop)',
+      '',
+      '',
+      '',
+      '',
+      `${signedMs(p(open, 'keyport-redis', 0.5) - p(open, 'keyport-limits', 0.5))} / ${signedMs(p(open, 'keyport-redis', 0.99) - p(open, 'keyport-limits', 0.99))}`,
+      '',
+      '',
+      '',
+      `p50 ≤ 0.3 ms ${check(p(open, 'keyport-redis', 0.5) - p(open, 'keyport-limits', 0.5) <= 0.3)}`,
+    ],
     [
       `SSE time to first chunk p50 / p99 (${SSE.requests} sequential streams)`,
       ...TARGETS.map((t) => `${ms(ttfc(t, 0.5))} / ${ms(ttfc(t, 0.99))}`),

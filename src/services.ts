@@ -7,6 +7,7 @@ import { ProjectService } from './accounts/project-service.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
 import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
 import type { Config, UpstreamConfig } from './config/config.ts';
+import { PriceList } from './core/pricing.ts';
 import type { MockUpstream } from './gateway/mock-upstream.ts';
 import { UpstreamRouter } from './gateway/upstreams.ts';
 import {
@@ -17,6 +18,13 @@ import {
 import { KeyService } from './keys/key-service.ts';
 import { LastUsedRecorder } from './keys/last-used-recorder.ts';
 import { KeyVerifier } from './keys/verify-key.ts';
+import { LimitEnforcer } from './limits/enforcer.ts';
+import type { Limiter } from './limits/limiter.ts';
+import { LimitsCatalog } from './limits/limits-catalog.ts';
+import { LimitsService } from './limits/limits-service.ts';
+import { MemoryLimiter } from './limits/memory-limiter.ts';
+import { RedisLimiter } from './limits/redis-limiter.ts';
+import { Notifications } from './notifications/notifications.ts';
 import { type OpenStoreOptions, openStore, type Store } from './store/database.ts';
 
 export interface Services {
@@ -31,6 +39,13 @@ export interface Services {
   notifier: KeyChangeNotifier;
   upstreams: UpstreamRouter;
   usage: UsageRecorder;
+  /** Rate limits, budgets and spend alerts: the settings side (the Admin API and CLI). */
+  limits: LimitsService;
+  /** Rate limits and budgets on the gateway's path, over the in-process or Redis limiter. */
+  enforcer: LimitEnforcer;
+  prices: PriceList;
+  /** Stored alerts, emails and signed webhooks. */
+  notifications: Notifications;
   /** The built-in mock upstream, when it is in use. */
   mockUpstream: MockUpstream | undefined;
   close(): Promise<void>;
@@ -67,6 +82,10 @@ export async function createServices(
     storeOptions?: Partial<OpenStoreOptions>;
     /** Replaces the database usage recorder (tests read events back from a MemoryUsageRecorder). */
     usage?: UsageRecorder;
+    /** Replaces the limiter the configuration selects. */
+    limiter?: Limiter;
+    /** The clock of limits and budgets (tests move it across periods). */
+    now?: () => number;
   } = {},
 ): Promise<Services> {
   const logger = options.logger ?? createLogger(config);
@@ -91,6 +110,29 @@ export async function createServices(
   const keys = new KeyService(store.db, { keyPrefix: config.keyPrefix, notifier, lastUsed });
   const projects = new ProjectService(store.db, notifier);
   const serviceAccounts = new ServiceAccountService(store.db, projects, keys, notifier);
+  const limits = new LimitsService(store.db, (organizationId) => notifier.limitsChanged(organizationId));
+  const notifications = new Notifications({ db: store.db, config, logger });
+  const limiter = options.limiter ?? createLimiter(config, logger, options.now);
+  const catalog = new LimitsCatalog(
+    store.db,
+    Math.max(config.keyCacheTtlMs, 1000),
+    logError('limits could not be loaded'),
+    options.now,
+  );
+  notifier.onLimitsChanged((organizationId) => catalog.invalidate(organizationId));
+  const enforcer = new LimitEnforcer({
+    catalog,
+    limiter,
+    db: store.db,
+    timeZone: config.billingTimeZone,
+    notify: async (alert) => {
+      await notifications.notify(alert);
+    },
+    logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  limits.useSpendReader(enforcer);
+  const prices = new PriceList(config.prices);
   lastUsed.start();
 
   // No upstream configured: the built-in mock answers, so everything can be tried with no model server.
@@ -129,11 +171,17 @@ export async function createServices(
     notifier,
     upstreams,
     usage,
+    limits,
+    enforcer,
+    prices,
+    notifications,
     mockUpstream,
     async close() {
       if (closed) return;
       closed = true;
       await usage.close();
+      await enforcer.close();
+      await notifications.close();
       await upstreams.close();
       await mockUpstream?.close();
       await lastUsed.stop();
@@ -141,4 +189,21 @@ export async function createServices(
       if (!options.store) await store.close();
     },
   };
+}
+
+/** Redis when configured (shared by every instance, local limits while it is unreachable), else in-process. */
+function createLimiter(config: Config, logger: Logger, now: (() => number) | undefined): Limiter {
+  if (!config.redisUrl) return new MemoryLimiter(now ? { now } : {});
+  return new RedisLimiter({
+    url: config.redisUrl,
+    keyPrefix: config.redisKeyPrefix,
+    onFallback: (error) =>
+      logger.warn(
+        { err: error },
+        'Redis is unreachable: rate limits are enforced per instance until it is back',
+      ),
+    onRecover: () => logger.info('Redis is reachable again: rate limits are shared again'),
+    onError: (error) => logger.error({ err: error }, 'Redis limiter error'),
+    ...(now ? { now } : {}),
+  });
 }

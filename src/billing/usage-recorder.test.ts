@@ -25,6 +25,7 @@ const event = (i: number, overrides: Partial<UsageEvent> = {}): UsageEvent => ({
   clientIp: '::1',
   streamed: i % 3 === 0,
   estimated: false,
+  costNanoUsd: 2500 * i,
   ...overrides,
 });
 

@@ -34,6 +34,7 @@ export async function insertUsageEvents(db: Db, events: readonly UsageEvent[]): 
       client_ip: e.clientIp,
       streamed: e.streamed,
       estimated: e.estimated,
+      cost_nano_usd: e.costNanoUsd,
     })),
   );
   await db.execute(sql`
@@ -62,6 +63,8 @@ export interface UsageEvent {
   clientIp: string | null;
   streamed: boolean;
   estimated: boolean;
+  /** The request's cost at the model's price, in billionths of a dollar (0 for unpriced models). */
+  costNanoUsd: number;
 }
 
 export interface UsageRecorder {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { PREFIX_PATTERN } from '../core/key-format.ts';
+import { assertTimeZone } from '../core/periods.ts';
 import { UserError } from '../core/user-error.ts';
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -33,6 +34,39 @@ const upstreamSchema = z.strictObject({
 });
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 
+/** Where alerts are POSTed, signed with the secret held by `secretEnv`. */
+const webhookSchema = z.strictObject({
+  url: z.url({ protocol: /^https?$/ }),
+  /** The environment variable holding the signing secret (never stored in the file, never logged). */
+  secretEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+  /** Alert kinds it receives (`budget.hard_limit`, or `budget.*`); unset = every kind. */
+  events: z
+    .array(
+      z.string().regex(/^[a-z0-9_.]+(\.\*)?$|^\*$/, 'expected an alert kind, a prefix like budget.*, or *'),
+    )
+    .min(1)
+    .optional(),
+});
+export type WebhookConfig = z.infer<typeof webhookSchema>;
+
+const usdPerMillion = z.number().min(0).max(1_000_000);
+/** A model's price, USD per 1M tokens; `model` is a name or glob, the first match wins. */
+const priceSchema = z.strictObject({
+  model: z.string().min(1),
+  input: usdPerMillion,
+  cachedInput: usdPerMillion.optional(),
+  output: usdPerMillion,
+});
+
+function isTimeZone(name: string): boolean {
+  try {
+    assertTimeZone(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const configSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8080),
   host: z.string().min(1).default('127.0.0.1'),
@@ -45,6 +79,11 @@ const configSchema = z.object({
     .string()
     .regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL')
     .optional(),
+  /** Every Redis key Keyport writes starts with this (several deployments may share one Redis). */
+  redisKeyPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'expected up to 64 letters, digits and : _ . -')
+    .default('keyport:'),
   keyPrefix: z
     .string()
     .regex(PREFIX_PATTERN, 'expected 1-16 lower-case letters or digits, starting with a letter (no "_")')
@@ -61,6 +100,15 @@ const configSchema = z.object({
   /** The built-in mock upstream: on by default when no upstream is configured. */
   mockUpstream: z.enum(['auto', 'on', 'off']).default('auto'),
   mockUpstreamDelayMs: z.coerce.number().int().min(0).max(60_000).default(0),
+  /** smtp(s)://user:pass@host:port for alert emails; unset = emails are only logged. */
+  smtpUrl: z
+    .string()
+    .regex(/^smtps?:\/\//, 'expected an smtp:// or smtps:// URL')
+    .refine((url) => URL.canParse(url), 'expected an smtp:// or smtps:// URL')
+    .optional(),
+  smtpFrom: z.string().min(1).default('Keyport <keyport@localhost>'),
+  /** Endpoints that receive signed alert events. */
+  webhooks: z.array(webhookSchema).default([]),
   /** Largest request body the gateway accepts (uploads for audio and files included). */
   gatewayBodyLimitBytes: z.coerce
     .number()
@@ -68,12 +116,21 @@ const configSchema = z.object({
     .min(1024)
     .max(512 * 1024 * 1024)
     .default(32 * 1024 * 1024),
+  /** Model prices for costs and money budgets (USD per 1M tokens); unlisted models use OpenAI's list prices or 0. */
+  prices: z.array(priceSchema).default([]),
+  /** Budget days and months begin at midnight in this IANA time zone. */
+  billingTimeZone: z
+    .string()
+    .refine(isTimeZone, 'expected an IANA time zone such as UTC or Europe/Paris')
+    .default('UTC'),
+  /** Output tokens a request is assumed to use at admission when it sets no max_tokens (reconciled after). */
+  defaultMaxOutputTokens: z.coerce.number().int().min(0).max(1_000_000).default(1024),
 });
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
 
-type EnvSetting = Exclude<keyof Config, 'upstreams' | 'trustedProxies'>;
+type EnvSetting = Exclude<keyof Config, 'upstreams' | 'trustedProxies' | 'prices' | 'webhooks'>;
 
 /** Environment variable for each plain setting; also how errors name it. */
 const ENV_NAMES: Record<EnvSetting, string> = {
@@ -82,6 +139,7 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   dataDir: 'KEYPORT_DATA_DIR',
   databaseUrl: 'KEYPORT_DATABASE_URL',
   redisUrl: 'KEYPORT_REDIS_URL',
+  redisKeyPrefix: 'KEYPORT_REDIS_KEY_PREFIX',
   keyPrefix: 'KEYPORT_KEY_PREFIX',
   logLevel: 'KEYPORT_LOG_LEVEL',
   keyCacheTtlMs: 'KEYPORT_KEY_CACHE_TTL_MS',
@@ -89,6 +147,10 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   mockUpstream: 'KEYPORT_MOCK_UPSTREAM',
   mockUpstreamDelayMs: 'KEYPORT_MOCK_UPSTREAM_DELAY_MS',
   gatewayBodyLimitBytes: 'KEYPORT_GATEWAY_BODY_LIMIT_BYTES',
+  smtpUrl: 'KEYPORT_SMTP_URL',
+  smtpFrom: 'KEYPORT_SMTP_FROM',
+  billingTimeZone: 'KEYPORT_BILLING_TIME_ZONE',
+  defaultMaxOutputTokens: 'KEYPORT_DEFAULT_MAX_OUTPUT_TOKENS',
 };
 
 /**
@@ -108,6 +170,12 @@ function upstreamFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | unde
   };
 }
 
+/** One webhook from the environment: KEYPORT_WEBHOOK_URL signed with KEYPORT_WEBHOOK_SECRET. */
+function webhookFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
+  if (!env.KEYPORT_WEBHOOK_URL) return undefined;
+  return { url: env.KEYPORT_WEBHOOK_URL, secretEnv: 'KEYPORT_WEBHOOK_SECRET' };
+}
+
 export class ConfigError extends UserError {}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
@@ -119,6 +187,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
   }
   const envUpstream = upstreamFromEnv(env);
   if (envUpstream) fromEnv.upstreams = [envUpstream] as never;
+  const envWebhook = webhookFromEnv(env);
+  if (envWebhook) fromEnv.webhooks = [envWebhook] as never;
   if (env.KEYPORT_TRUSTED_PROXIES) {
     fromEnv.trustedProxies = env.KEYPORT_TRUSTED_PROXIES.split(',')
       .map((p) => p.trim())
@@ -135,11 +205,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
           ? 'KEYPORT_UPSTREAM_URL / KEYPORT_UPSTREAM_MODELS'
           : key === 'trustedProxies' && env.KEYPORT_TRUSTED_PROXIES
             ? 'KEYPORT_TRUSTED_PROXIES'
-            : key in ENV_NAMES && key in fromEnv
-              ? ENV_NAMES[key as EnvSetting]
-              : source
-                ? `${source}: "${where}"`
-                : where;
+            : key === 'webhooks' && envWebhook
+              ? 'KEYPORT_WEBHOOK_URL'
+              : key in ENV_NAMES && key in fromEnv
+                ? ENV_NAMES[key as EnvSetting]
+                : source
+                  ? `${source}: "${where}"`
+                  : where;
       return `${name}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -149,6 +221,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
     if (upstream.apiKeyEnv && !env[upstream.apiKeyEnv]) {
       throw new ConfigError(
         `invalid configuration:\n  upstream "${upstream.name}": its credential variable ${upstream.apiKeyEnv} is not set`,
+      );
+    }
+  }
+  for (const [index, webhook] of config.webhooks.entries()) {
+    // A short secret makes signatures guessable; the URL is not named, its path may be a secret too.
+    if ((env[webhook.secretEnv] ?? '').length < 16) {
+      throw new ConfigError(
+        `invalid configuration:\n  webhooks.${index}: its secret variable ${webhook.secretEnv} must hold at least 16 characters`,
       );
     }
   }

@@ -20,6 +20,9 @@ export const ERROR_CODES = {
   conflict: { status: 409, type: 'invalid_request_error' },
   request_too_large: { status: 413, type: 'invalid_request_error' },
   unsupported_media_type: { status: 415, type: 'invalid_request_error' },
+  // OpenAI sets the type to the limit that was hit: `requests` or `tokens`.
+  rate_limit_exceeded: { status: 429, type: 'requests' },
+  insufficient_quota: { status: 429, type: 'insufficient_quota' },
   server_error: { status: 500, type: 'server_error' },
   bad_gateway: { status: 502, type: 'server_error' },
   service_unavailable: { status: 503, type: 'server_error' },
@@ -41,10 +44,11 @@ export class ApiError extends Error {
     message: string,
     readonly param: string | null = null,
     readonly headers: Record<string, string> = {},
+    type?: string,
   ) {
     super(message);
     this.status = ERROR_CODES[code].status;
-    this.type = ERROR_CODES[code].type;
+    this.type = type ?? ERROR_CODES[code].type;
   }
 
   toBody(): ErrorBody {

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { request as upstreamRequest } from 'undici';
 import { ApiError, badRequest } from '../core/errors.ts';
 import { type RouteRule, ruleFor } from '../core/openai-routes.ts';
+import type { Admission } from '../limits/enforcer.ts';
 import type { Services } from '../services.ts';
 import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFound } from './authorize.ts';
 import { headersForClient, headersForUpstream } from './http-headers.ts';
@@ -127,6 +128,19 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     throw new ApiError('service_unavailable', 'No upstream model server is configured.');
   }
 
+  // Budgets, rate limits and concurrency: refused here with a 429, or charged and settled at the end.
+  const admission = await services.enforcer.admit(
+    {
+      organizationId: principal.organization.id,
+      projectId: principal.project?.id ?? null,
+      apiKeyId: principal.key.id,
+    },
+    model,
+    () => estimateTokens(rule.metered, body?.json, services.config.defaultMaxOutputTokens),
+    request.id,
+  );
+  if (admission) reply.headers(admission.headers);
+
   const streamed = body?.json?.stream === true;
   let outgoing = body?.raw;
   let dropUsageChunk = false;
@@ -142,7 +156,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   }
 
   const started = performance.now();
-  const usage = new UsageCapture(services, request, principal, upstream, model, streamed, started);
+  const usage = new UsageCapture(services, request, principal, upstream, model, streamed, started, admission);
   const abort = new Cancellation();
   const onClientGone = () => {
     if (!reply.raw.writableFinished) abort.abort();
@@ -178,6 +192,7 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
 
   const contentType = String(response.headers['content-type'] ?? '');
   const headers = headersForClient(response.headers);
+  if (admission) Object.assign(headers, admission.headers);
 
   if (contentType.includes('text/event-stream') && rule.metered) {
     return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort);
@@ -210,8 +225,11 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     return reply.status(response.statusCode).headers(headers).send(buffer);
   }
 
-  // Anything else (audio, file contents): streamed through untouched.
-  reply.raw.once('finish', () => usage.record(response.statusCode, undefined));
+  // Anything else (audio, file contents): streamed through untouched. 'close' also fires when the
+  // client goes away mid-body, which must still end the request's concurrency lease.
+  reply.raw.once('close', () =>
+    usage.record(reply.raw.writableFinished ? response.statusCode : 499, undefined),
+  );
   return reply.status(response.statusCode).headers(headers).send(response.body);
 }
 
@@ -305,12 +323,15 @@ class UsageCapture {
     private readonly model: string | undefined,
     private readonly streamed: boolean,
     private readonly started: number,
+    private readonly admission: Admission | undefined,
   ) {}
 
   record(status: number, tokens: TokenUsage | undefined): void {
     if (this.#recorded) return;
     this.#recorded = true;
     const { key, organization, project } = this.principal;
+    const cost = tokens ? this.services.prices.costOf(this.model, tokens) : 0;
+    if (this.admission) this.services.enforcer.settle(this.admission, tokens, cost);
     this.services.usage.record({
       requestId: this.request.id,
       createdAt: new Date(),
@@ -331,6 +352,7 @@ class UsageCapture {
       clientIp: this.request.ip ?? null,
       streamed: this.streamed,
       estimated: this.estimated,
+      costNanoUsd: cost,
     });
   }
 
@@ -347,6 +369,26 @@ class UsageCapture {
       'request',
     );
   }
+}
+
+/**
+ * Tokens a request may use, charged to token limits at admission (reconciled when it ends): the
+ * prompt counted locally plus the most it may generate (`max_tokens` and its newer names, or the
+ * configured default), times `n` choices.
+ */
+function estimateTokens(
+  metered: RouteRule['metered'],
+  json: Record<string, unknown> | undefined,
+  defaultMaxOutputTokens: number,
+): number {
+  if (!json) return 0;
+  const prompt = countPromptTokens(json);
+  if (metered === 'embeddings' || !metered) return prompt;
+  const max = [json.max_completion_tokens, json.max_tokens, json.max_output_tokens].find(
+    (value): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0,
+  );
+  const choices = typeof json.n === 'number' && json.n > 1 ? Math.min(Math.floor(json.n), 128) : 1;
+  return prompt + (max ?? defaultMaxOutputTokens) * choices;
 }
 
 function estimateFromBody(

@@ -9,7 +9,7 @@ const encode = (text: string) => new TextEncoder().encode(text);
 
 describe('SseUsageTap', () => {
   it('passes events through whole, however the bytes are split', () => {
-    const stream = chunk('Hel') + chunk('lo ✓') + usageChunk + 'data: [DONE]\n\n';
+    const stream = `${chunk('Hel') + chunk('lo ✓') + usageChunk}data: [DONE]\n\n`;
     const bytes = encode(stream);
     for (const size of [1, 2, 3, 7, 64, bytes.length]) {
       const tap = new SseUsageTap('chat', false);
@@ -29,7 +29,7 @@ describe('SseUsageTap', () => {
 
   it('drops the usage-only chunk and the null usage fields when the client did not ask', () => {
     const tap = new SseUsageTap('chat', true);
-    const out = tap.push(encode(chunk('Hi') + usageChunk + 'data: [DONE]\n\n')) + tap.end();
+    const out = tap.push(encode(`${chunk('Hi') + usageChunk}data: [DONE]\n\n`)) + tap.end();
     expect(out).toBe(
       'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: [DONE]\n\n',
     );

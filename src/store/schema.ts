@@ -4,9 +4,11 @@
  */
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   boolean,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -171,11 +173,136 @@ export const usageEvents = pgTable(
     clientIp: text('client_ip'),
     streamed: boolean('streamed').notNull().default(false),
     estimated: boolean('estimated').notNull().default(false),
+    /** What the request cost at the model's price when it was made, in billionths of a dollar. */
+    costNanoUsd: bigint('cost_nano_usd', { mode: 'number' }).notNull().default(0),
   },
   (t) => [
     index('usage_events_org_time').on(t.organizationId, t.createdAt),
     index('usage_events_key_time').on(t.apiKeyId, t.createdAt),
+    index('usage_events_project_time').on(t.projectId, t.createdAt),
   ],
 );
 
 export type UsageEventRow = typeof usageEvents.$inferSelect;
+
+/** Who a limit or budget applies to. */
+export const LIMIT_SCOPES = ['organization', 'project', 'api_key'] as const;
+export type LimitScope = (typeof LIMIT_SCOPES)[number];
+
+/**
+ * Rate limits: one row is one set of buckets for one scope and one model (`*` = all models of the
+ * scope together). A request is admitted only if every applicable row's buckets allow it (the
+ * tightest limit wins). A null limit means none.
+ */
+export const rateLimits = pgTable(
+  'rate_limits',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    scopeType: text('scope_type', { enum: LIMIT_SCOPES }).notNull(),
+    /** The organization, project or API key id. */
+    scopeId: text('scope_id').notNull(),
+    /** An exact model name, or `*` for all models together. */
+    model: text('model').notNull(),
+    maxRequestsPerMinute: integer('max_requests_per_minute'),
+    maxTokensPerMinute: integer('max_tokens_per_minute'),
+    maxRequestsPerDay: integer('max_requests_per_day'),
+    maxTokensPerDay: bigint('max_tokens_per_day', { mode: 'number' }),
+    maxConcurrentRequests: integer('max_concurrent_requests'),
+    createdAt: createdAt(),
+    updatedAt: createdAt('updated_at'),
+  },
+  (t) => [
+    uniqueIndex('rate_limits_scope_model').on(t.scopeType, t.scopeId, t.model),
+    index('rate_limits_org').on(t.organizationId),
+  ],
+);
+
+/**
+ * Budgets: money (`cost`, in cents) or tokens per day or calendar month, for one scope. The hard
+ * limit blocks requests (429 insufficient_quota) until the period resets or it is raised; soft
+ * limits are percentages of it that raise an alert once per period. OpenAI's `spend_limit` is the
+ * monthly cost budget of an organization or project.
+ */
+export const budgets = pgTable(
+  'budgets',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    scopeType: text('scope_type', { enum: LIMIT_SCOPES }).notNull(),
+    scopeId: text('scope_id').notNull(),
+    metric: text('metric', { enum: ['cost', 'tokens'] }).notNull(),
+    period: text('period', { enum: ['day', 'month'] }).notNull(),
+    /** Cents for cost, tokens for tokens; null: no hard limit (alerts only). */
+    hardLimit: bigint('hard_limit', { mode: 'number' }),
+    /** Alert when spend reaches these percentages of the hard limit. */
+    softLimitPercents: integer('soft_limit_percents').array().notNull().default(sql`'{}'::integer[]`),
+    /** Who is told when a soft or hard limit is reached (besides stored alerts and webhooks). */
+    notifyEmails: text('notify_emails').array().notNull().default(sql`'{}'::text[]`),
+    createdAt: createdAt(),
+    updatedAt: createdAt('updated_at'),
+  },
+  (t) => [
+    uniqueIndex('budgets_scope_metric_period').on(t.scopeType, t.scopeId, t.metric, t.period),
+    index('budgets_org').on(t.organizationId),
+  ],
+);
+
+/** OpenAI's spend alerts: an email when an organization's or project's monthly cost reaches an amount. */
+export const spendAlerts = pgTable(
+  'spend_alerts',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    scopeType: text('scope_type', { enum: ['organization', 'project'] }).notNull(),
+    scopeId: text('scope_id').notNull(),
+    /** Cents. */
+    thresholdAmount: bigint('threshold_amount', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull().default('USD'),
+    interval: text('interval', { enum: ['month'] })
+      .notNull()
+      .default('month'),
+    recipients: text('recipients').array().notNull(),
+    subjectPrefix: text('subject_prefix'),
+    createdAt: createdAt(),
+  },
+  (t) => [index('spend_alerts_scope_created').on(t.scopeType, t.scopeId, t.createdAt, t.id)],
+);
+
+/**
+ * Alerts the dashboard shows (budget thresholds now; leaks and anomalies later). `dedupeKey`
+ * makes "once per period" hold across instances: the first insert wins and delivers.
+ */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    projectId: text('project_id'),
+    kind: text('kind').notNull(),
+    severity: text('severity', { enum: ['info', 'warning', 'critical'] }).notNull(),
+    title: text('title').notNull(),
+    message: text('message').notNull(),
+    data: jsonb('data').notNull().default(sql`'{}'::jsonb`),
+    dedupeKey: text('dedupe_key'),
+    createdAt: createdAt(),
+    readAt: nullableTime('read_at'),
+  },
+  (t) => [
+    uniqueIndex('alerts_dedupe').on(t.dedupeKey),
+    index('alerts_org_created').on(t.organizationId, t.createdAt, t.id),
+  ],
+);
+
+export type RateLimitRow = typeof rateLimits.$inferSelect;
+export type BudgetRow = typeof budgets.$inferSelect;
+export type SpendAlertRow = typeof spendAlerts.$inferSelect;
+export type AlertRow = typeof alerts.$inferSelect;

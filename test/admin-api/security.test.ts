@@ -4,6 +4,8 @@
  * a 403 or data), and that no error ever shows a secret (only its redacted form).
  */
 import OpenAI, { type APIError } from 'openai';
+import type { SpendAlertCreateParams } from 'openai/resources/admin/organization/spend-alerts';
+import type { SpendLimitUpdateParams } from 'openai/resources/admin/organization/spend-limit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/core/key-format.ts';
 import {
@@ -24,6 +26,9 @@ interface Fixture {
   keyId: string;
   serviceAccountId: string;
   adminKeyId: string;
+  orgSpendAlertId: string;
+  projectSpendAlertId: string;
+  budgetId: string;
 }
 
 interface Route {
@@ -32,7 +37,25 @@ interface Route {
   body?: Record<string, unknown>;
   /** Whether the path names resources of one organization (so another organization must get a 404). */
   owned: boolean;
+  /**
+   * For organization-wide routes that change something: a GET of the organization's own state there,
+   * which another organization's request must leave as it was.
+   */
+  observe?: string;
 }
+
+const SPEND_ALERT = {
+  currency: 'USD',
+  interval: 'month',
+  threshold_amount: 10_000,
+  notification_channel: { type: 'email', recipients: ['security@example.com'] },
+} satisfies SpendAlertCreateParams;
+const SPEND_LIMIT = {
+  currency: 'USD',
+  interval: 'month',
+  threshold_amount: 100_000,
+} satisfies SpendLimitUpdateParams;
+const ADMIN = { __security: { adminAPIKeyAuth: true } } as const;
 
 const ROUTES: Route[] = [
   { method: 'GET', template: '/admin_api_keys', owned: false },
@@ -86,6 +109,65 @@ const ROUTES: Route[] = [
     body: { name: 'Security bot key' },
     owned: true,
   },
+  // Rate limits: the project's (OpenAI), the organization's and a key's (Keyport).
+  { method: 'GET', template: '/projects/{project_id}/rate_limits', owned: true },
+  {
+    method: 'POST',
+    template: '/projects/{project_id}/rate_limits/rl-mock-gpt-4o',
+    body: { max_requests_per_1_minute: 10 },
+    owned: true,
+  },
+  { method: 'DELETE', template: '/projects/{project_id}/rate_limits/rl-mock-gpt-4o', owned: true },
+  { method: 'GET', template: '/rate_limits', owned: false },
+  {
+    method: 'POST',
+    template: '/rate_limits/rl-*',
+    body: { max_requests_per_1_minute: 10_000 },
+    owned: false,
+    observe: '/rate_limits',
+  },
+  { method: 'DELETE', template: '/rate_limits/rl-*', owned: false, observe: '/rate_limits' },
+  { method: 'GET', template: '/projects/{project_id}/api_keys/{key_id}/rate_limits', owned: true },
+  {
+    method: 'POST',
+    template: '/projects/{project_id}/api_keys/{key_id}/rate_limits/rl-*',
+    body: { max_concurrent_requests: 2 },
+    owned: true,
+  },
+  { method: 'DELETE', template: '/projects/{project_id}/api_keys/{key_id}/rate_limits/rl-*', owned: true },
+  // Spend limits and alerts (OpenAI).
+  { method: 'GET', template: '/spend_limit', owned: false },
+  { method: 'POST', template: '/spend_limit', body: SPEND_LIMIT, owned: false, observe: '/spend_limit' },
+  { method: 'DELETE', template: '/spend_limit', owned: false, observe: '/spend_limit' },
+  { method: 'GET', template: '/projects/{project_id}/spend_limit', owned: true },
+  { method: 'POST', template: '/projects/{project_id}/spend_limit', body: SPEND_LIMIT, owned: true },
+  { method: 'DELETE', template: '/projects/{project_id}/spend_limit', owned: true },
+  { method: 'GET', template: '/spend_alerts', owned: false },
+  { method: 'POST', template: '/spend_alerts', body: SPEND_ALERT, owned: false, observe: '/spend_alerts' },
+  { method: 'GET', template: '/spend_alerts/{org_spend_alert_id}', owned: true },
+  { method: 'POST', template: '/spend_alerts/{org_spend_alert_id}', body: SPEND_ALERT, owned: true },
+  { method: 'DELETE', template: '/spend_alerts/{org_spend_alert_id}', owned: true },
+  { method: 'GET', template: '/projects/{project_id}/spend_alerts', owned: true },
+  { method: 'POST', template: '/projects/{project_id}/spend_alerts', body: SPEND_ALERT, owned: true },
+  { method: 'GET', template: '/projects/{project_id}/spend_alerts/{project_spend_alert_id}', owned: true },
+  {
+    method: 'POST',
+    template: '/projects/{project_id}/spend_alerts/{project_spend_alert_id}',
+    body: SPEND_ALERT,
+    owned: true,
+  },
+  { method: 'DELETE', template: '/projects/{project_id}/spend_alerts/{project_spend_alert_id}', owned: true },
+  // Budgets (Keyport).
+  { method: 'GET', template: '/budgets', owned: false },
+  {
+    method: 'POST',
+    template: '/budgets',
+    body: { metric: 'tokens', period: 'day', hard_limit: null },
+    owned: false,
+    observe: '/budgets',
+  },
+  { method: 'GET', template: '/budgets/{budget_id}', owned: true },
+  { method: 'DELETE', template: '/budgets/{budget_id}', owned: true },
 ];
 
 function pathOf(route: Route, fixture: Fixture): string {
@@ -93,7 +175,10 @@ function pathOf(route: Route, fixture: Fixture): string {
     .replace('{project_id}', fixture.projectId)
     .replace('{key_id}', fixture.keyId)
     .replace('{service_account_id}', fixture.serviceAccountId)
-    .replace('{admin_key_id}', fixture.adminKeyId);
+    .replace('{admin_key_id}', fixture.adminKeyId)
+    .replace('{org_spend_alert_id}', fixture.orgSpendAlertId)
+    .replace('{project_spend_alert_id}', fixture.projectSpendAlertId)
+    .replace('{budget_id}', fixture.budgetId);
 }
 
 describe.each(backends)('Admin API security (%s)', (backend) => {
@@ -177,11 +262,28 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
       });
       const adminKey = await client.admin.organization.adminAPIKeys.create({ name: 'Fixture admin key' });
       secrets.push(key.value, serviceAccount.api_key?.value ?? '', adminKey.value);
+      const orgSpendAlert = await client.admin.organization.spendAlerts.create(SPEND_ALERT);
+      const projectSpendAlert = await client.admin.organization.projects.spendAlerts.create(
+        project.id,
+        SPEND_ALERT,
+      );
+      // The project's monthly cost budget, which is also its spend limit.
+      const budget = await client.post<{ id: string }>('/organization/budgets', {
+        body: { project_id: project.id, metric: 'cost', period: 'month', hard_limit: 50_000 },
+        ...ADMIN,
+      });
+      // Both organizations have a spend limit (a route before may have deleted either).
+      for (const organization of [client, t.sdk({ adminKey: other.adminKey.secret })]) {
+        await organization.admin.organization.spendLimit.update(SPEND_LIMIT);
+      }
       fixture = {
         projectId: project.id,
         keyId: key.id,
         serviceAccountId: serviceAccount.id,
         adminKeyId: adminKey.id,
+        orgSpendAlertId: orgSpendAlert.id,
+        projectSpendAlertId: projectSpendAlert.id,
+        budgetId: budget.id,
       };
     });
 
@@ -270,6 +372,7 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
       });
     } else {
       it('with another organization’s admin key: only that organization’s data', async () => {
+        const observed = route.observe ? await adminRequest(t, 'GET', route.observe) : undefined;
         const response = await send(other.adminKey.secret);
         expect(response.status, response.text).toBe(200);
         const text = response.text;
@@ -287,6 +390,11 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
               ).data.map((p) => p.id)
             : (await client.admin.organization.adminAPIKeys.list({ limit: 100 })).data.map((k) => k.id);
           expect(ownIds).not.toContain(created);
+        }
+        if (observed) {
+          const after = await adminRequest(t, 'GET', route.observe!);
+          expect(after.status).toBe(observed.status);
+          expect(after.body).toEqual(observed.body);
         }
       });
     }
@@ -309,6 +417,10 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
         name: 'Cross-project bot',
       },
     );
+    const projectAlert = await client.admin.organization.projects.spendAlerts.create(
+      t.instance.project.id,
+      SPEND_ALERT,
+    );
     const own = `/projects/${other.project.id}`;
     for (const [method, path, body] of [
       ['GET', `${own}/api_keys/${key.id}`],
@@ -319,6 +431,12 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
       ['POST', `${own}/service_accounts/${serviceAccount.id}`, { name: 'Hijacked' }],
       ['POST', `${own}/service_accounts/${serviceAccount.id}/api_keys`, { name: 'Hijack key' }],
       ['DELETE', `${own}/service_accounts/${serviceAccount.id}`],
+      ['GET', `${own}/api_keys/${key.id}/rate_limits`],
+      ['POST', `${own}/api_keys/${key.id}/rate_limits/rl-*`, { max_requests_per_1_minute: 1 }],
+      ['DELETE', `${own}/api_keys/${key.id}/rate_limits/rl-*`],
+      ['GET', `${own}/spend_alerts/${projectAlert.id}`],
+      ['POST', `${own}/spend_alerts/${projectAlert.id}`, SPEND_ALERT],
+      ['DELETE', `${own}/spend_alerts/${projectAlert.id}`],
     ] as const) {
       const response = await adminRequest(t, method, path, {
         key: other.adminKey.secret,
@@ -328,6 +446,11 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
     }
     expect((await t.services.verifier.verify(key.value)).valid).toBe(true);
     expect((await t.services.verifier.verify(serviceAccount.api_key?.value ?? '')).valid).toBe(true);
+    expect(
+      await client.admin.organization.projects.spendAlerts.retrieve(projectAlert.id, {
+        project_id: t.instance.project.id,
+      }),
+    ).toEqual(projectAlert);
     expect(
       (
         await client.admin.organization.projects.serviceAccounts.retrieve(serviceAccount.id, {

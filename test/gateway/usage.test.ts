@@ -78,6 +78,7 @@ describe('usage events', () => {
       clientIp: '127.0.0.1',
       streamed: false,
       estimated: false,
+      costNanoUsd: 0, // a mock model has no price unless the operator sets one
     });
     expect(event.inputTokens).toBeGreaterThan(0);
     expect(event.outputTokens).toBeGreaterThan(0);

@@ -22,9 +22,10 @@ import { MemoryUsageRecorder, type UsageEvent } from '../../src/billing/usage-re
 import { type ConfigInput, loadConfig } from '../../src/config/config.ts';
 import { type MockUpstream, startMockUpstream } from '../../src/gateway/mock-upstream.ts';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
+import type { Limiter } from '../../src/limits/limiter.ts';
 import { createLogger, createServices } from '../../src/services.ts';
 import { type Backend, openTestStore } from './stores.ts';
-import { injectFetch, sdkFactory, type TestApp } from './test-app.ts';
+import { sdkFactory, type TestApp } from './test-app.ts';
 
 export const UPSTREAM_KEY_ENV = 'TEST_UPSTREAM_KEY';
 
@@ -44,6 +45,15 @@ export interface TestGatewayOptions {
   env?: Record<string, string>;
   /** Loopback only: 127.0.0.1 (default) or ::1. */
   host?: '127.0.0.1' | '::1';
+  /** Replaces the limiter the configuration selects (e.g. a RedisLimiter on a test Redis). */
+  limiter?: Limiter;
+  /** The clock of limits and budgets. */
+  now?: () => number;
+  /**
+   * Another gateway's database: a second instance of the same deployment (no bootstrap; the
+   * first gateway's organization and keys are used; the store is closed by its owner).
+   */
+  shareStoreWith?: TestGateway;
 }
 
 export interface GatewayKeyOptions {
@@ -122,10 +132,17 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
     },
   });
   const usage = new MemoryUsageRecorder();
-  const store = await openTestStore(options.backend);
-  const services = await createServices(config, { store, logger: createLogger(config, sink), usage });
+  const shared = options.shareStoreWith;
+  const store = shared ? shared.services.store : await openTestStore(options.backend);
+  const services = await createServices(config, {
+    store,
+    logger: createLogger(config, sink),
+    usage,
+    ...(options.limiter ? { limiter: options.limiter } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  });
   const app = await buildApp(services);
-  const instance = await bootstrap(store.db, services.keys, DEFAULT_BOOTSTRAP);
+  const instance = shared ? shared.instance : await bootstrap(store.db, services.keys, DEFAULT_BOOTSTRAP);
   const adminKey = instance.adminKey.secret;
   const host = options.host ?? '127.0.0.1';
   await app.listen({ port: 0, host });
@@ -269,7 +286,7 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
       app.server.closeAllConnections();
       await closing;
       await services.close();
-      await store.close();
+      if (!shared) await store.close();
       await mock.close();
       for (const name of Object.keys(env)) delete process.env[name];
     },

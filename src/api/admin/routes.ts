@@ -2,10 +2,15 @@
 import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services.ts';
 import { adminApiKeysRoutes } from './admin-api-keys.ts';
+import { alertsRoutes } from './alerts.ts';
 import { authenticateAdmin } from './authenticate.ts';
+import { budgetsRoutes } from './budgets.ts';
 import { projectApiKeysRoutes } from './project-api-keys.ts';
 import { projectsRoutes } from './projects.ts';
+import { rateLimitsRoutes } from './rate-limits.ts';
 import { serviceAccountsRoutes } from './service-accounts.ts';
+import { spendAlertsRoutes } from './spend-alerts.ts';
+import { spendLimitsRoutes } from './spend-limits.ts';
 
 export function registerAdminApi(services: Services) {
   return async (app: FastifyInstance) => {
@@ -15,5 +20,10 @@ export function registerAdminApi(services: Services) {
     projectsRoutes(app, services);
     projectApiKeysRoutes(app, services);
     serviceAccountsRoutes(app, services);
+    alertsRoutes(app, services);
+    rateLimitsRoutes(app, services);
+    spendLimitsRoutes(app, services);
+    spendAlertsRoutes(app, services);
+    budgetsRoutes(app, services);
   };
 }

@@ -6,13 +6,21 @@ import {
   bootstrap,
   isInitialized,
 } from '../../accounts/bootstrap.ts';
-import { loadConfig } from '../../config/config.ts';
+import { type Config, loadConfig } from '../../config/config.ts';
 import { closeOnSignals, startServer } from '../../server.ts';
-import { createServices } from '../../services.ts';
+import { createLogger, createServices } from '../../services.ts';
 import { findOrganization, findOwner, firstOrganization } from '../../store/repositories/organizations.ts';
 import { CliError } from '../client.ts';
 import type { GlobalOptions } from './output.ts';
 import type { InitOptions } from './server-commands.ts';
+
+/**
+ * Services for a command that opens the database, does one thing and exits: no serving, so no mock
+ * upstream, and logs go to stderr so that stdout stays the command's own (e.g. --json).
+ */
+function oneShotServices(config: Config) {
+  return createServices({ ...config, mockUpstream: 'off' }, { logger: createLogger(config, process.stderr) });
+}
 
 const bootstrapInput = (options: InitOptions): BootstrapInput => ({
   organizationName: options.orgName,
@@ -23,8 +31,7 @@ const bootstrapInput = (options: InitOptions): BootstrapInput => ({
 
 export async function init(options: InitOptions, globals: GlobalOptions): Promise<void> {
   const config = loadConfig();
-  // No serving here: no mock upstream, and stdout stays the command's own (e.g. --json).
-  const services = await createServices({ ...config, mockUpstream: 'off' });
+  const services = await oneShotServices(config);
   try {
     const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
     if (globals.json) {
@@ -49,8 +56,7 @@ export async function init(options: InitOptions, globals: GlobalOptions): Promis
 
 export async function recoverAdminKey(options: { org?: string }, globals: GlobalOptions): Promise<void> {
   const config = loadConfig();
-  // No serving here: no mock upstream, and stdout stays the command's own (e.g. --json).
-  const services = await createServices({ ...config, mockUpstream: 'off' });
+  const services = await oneShotServices(config);
   try {
     const organization = options.org
       ? await findOrganization(services.store.db, options.org)

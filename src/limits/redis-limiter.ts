@@ -1,0 +1,614 @@
+/**
+ * The Redis limiter: limits shared by every gateway instance. One Lua script per operation, so a
+ * request's admission across all its buckets and slots is one atomic round trip, timed by Redis's
+ * own clock (instances' clocks may differ).
+ *
+ * Keys, under `keyPrefix` (default `keyport:`):
+ *   `rl:<bucket key>`   GCRA TAT (ms since the epoch, Redis time), PX = until the bucket is full again
+ *   `cc:<slot key>`     sorted set of lease ids scored by lease expiry (ms); PX = the latest expiry
+ *   `ct:<counter key>`  period counter (INCRBYFLOAT), PX = until the period ends
+ * The type segment keeps a bucket, a slot and a counter built from the same caller key apart.
+ *
+ * Fails open: while Redis is unreachable, or a command fails or times out, every call is answered
+ * by an in-process MemoryLimiter (local limits), and the outage is reported once (`onFallback`).
+ * When the connection is ready again (or, after a failure on a live connection, a PING answers),
+ * calls go back to Redis (`onRecover`).
+ */
+import { Redis } from 'ioredis';
+import { gcraAdmit, gcraPeek } from '../core/gcra.ts';
+import type {
+  AdmitRequest,
+  AdmitResult,
+  BucketState,
+  CounterAdd,
+  Limiter,
+  MaybePromise,
+  SettleRequest,
+} from './limiter.ts';
+import { costOf, MemoryLimiter } from './memory-limiter.ts';
+
+export interface RedisLimiterOptions {
+  /** `redis://…`; the limiter owns that connection and quits it on close. */
+  url?: string;
+  /**
+   * A client to use instead (not closed by `close()`). Create it with `redisLimiterClientOptions()`
+   * so a dead Redis answers at once rather than queueing commands.
+   */
+  client?: Redis;
+  keyPrefix?: string;
+  /** A command not answered within this falls back to local limits. */
+  commandTimeoutMs?: number;
+  /** A lease not renewed within this expires (an instance that crashed holding it). */
+  leaseTtlMs?: number;
+  /** This process renews its live leases this often (well under `leaseTtlMs`). */
+  renewIntervalMs?: number;
+  /** While degraded on a live connection, a PING this often tells when Redis answers again. */
+  probeIntervalMs?: number;
+  /** Reconnection attempts back off up to this delay and go on forever. */
+  maxReconnectDelayMs?: number;
+  /** Redis became unusable: calls are answered locally from now on (once per outage). */
+  onFallback?: (error: Error) => void;
+  /** Redis answers again: calls go back to it. */
+  onRecover?: () => void;
+  /** A settle or lease renewal failed (they are fire-and-forget). */
+  onError?: (error: Error) => void;
+  /** The local clock: used by the fallback limiter and for counters' expiry, never for admission. */
+  now?: () => number;
+}
+
+/**
+ * Options for a client the limiter can rely on: no offline queue, no resends. Commands are timed
+ * by the limiter itself (`answerWithin`), not by ioredis, whose timer fires even when the reply
+ * has arrived but a busy event loop has not read it yet.
+ */
+export function redisLimiterClientOptions(commandTimeoutMs = 200, maxReconnectDelayMs = 1000) {
+  return {
+    enableOfflineQueue: false,
+    // A command in flight when the connection drops fails at once, and is never resent: it has
+    // been answered locally meanwhile.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    retryStrategy: (times: number) => Math.min(times * 100, maxReconnectDelayMs),
+    connectTimeout: Math.max(1000, commandTimeoutMs * 5),
+    connectionName: 'keyport-limiter',
+  };
+}
+
+/**
+ * `ARGV` of a script is strings; TATs go back and forth as `%.17g` so that JS parses exactly the
+ * double Lua computed (a Lua number in a reply would be truncated to an integer).
+ * `redis.replicate_commands()` lets Redis < 5 replicate a script that reads TIME before writing.
+ */
+const PRELUDE = `
+if redis.replicate_commands then redis.replicate_commands() end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+local function num(x) return string.format('%.17g', x) end
+`;
+
+/**
+ * KEYS: nb bucket keys, then slot keys. ARGV: nb, lease id, lease TTL, (limit, period, cost) per
+ * bucket, limit per slot. Returns {code, index, inFlight, now, TAT per bucket}: code 0 admitted
+ * (TATs after the charge), 1 refused by bucket `index` (the longest wait), 2 refused by slot
+ * `index` with `inFlight` leases; when refused nothing was written but expired leases.
+ * The GCRA arithmetic is src/core/gcra.ts's, operation for operation.
+ */
+const ADMIT = `${PRELUDE}
+local nb = tonumber(ARGV[1])
+local lease = ARGV[2]
+local ttl = tonumber(ARGV[3])
+local reply = {0, 0, 0, num(now)}
+local fresh = {}
+local refused, longest = 0, -1
+for i = 1, nb do
+  local limit = tonumber(ARGV[3 * i + 1])
+  local period = tonumber(ARGV[3 * i + 2])
+  local cost = tonumber(ARGV[3 * i + 3])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  reply[4 + i] = num(tat)
+  local newTat = tat + cost * (period / limit)
+  local wait = newTat - period - now
+  if cost > limit then wait = math.huge end
+  if wait > 0 then
+    if wait > longest then refused, longest = i, wait end
+  else
+    fresh[i] = newTat
+  end
+end
+if refused > 0 then
+  reply[1], reply[2] = 1, refused
+  return reply
+end
+local slotLimits = 3 + 3 * nb
+for j = 1, #KEYS - nb do
+  local key = KEYS[nb + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
+  if not redis.call('ZSCORE', key, lease) then
+    local inFlight = redis.call('ZCARD', key)
+    if inFlight >= tonumber(ARGV[slotLimits + j]) then
+      reply[1], reply[2], reply[3] = 2, j, inFlight
+      return reply
+    end
+  end
+end
+for i = 1, nb do
+  redis.call('SET', KEYS[i], num(fresh[i]), 'PX', math.max(1, math.ceil(fresh[i] - now)))
+  reply[4 + i] = num(fresh[i])
+end
+for j = nb + 1, #KEYS do
+  redis.call('ZADD', KEYS[j], num(now + ttl), lease)
+  if redis.call('PTTL', KEYS[j]) < ttl then redis.call('PEXPIRE', KEYS[j], ttl) end
+end
+return reply
+`;
+
+/** KEYS: nb token bucket keys, then slot keys. ARGV: nb, lease id, actual - estimated, (limit, period) per bucket. */
+const SETTLE = `${PRELUDE}
+local nb = tonumber(ARGV[1])
+local lease = ARGV[2]
+local diff = tonumber(ARGV[3])
+for i = 1, nb do
+  local limit = tonumber(ARGV[2 * i + 2])
+  local period = tonumber(ARGV[2 * i + 3])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  tat = tat + diff * (period / limit)
+  if tat > now then
+    redis.call('SET', KEYS[i], num(tat), 'PX', math.max(1, math.ceil(tat - now)))
+  else
+    redis.call('DEL', KEYS[i])
+  end
+end
+for j = nb + 1, #KEYS do redis.call('ZREM', KEYS[j], lease) end
+return 1
+`;
+
+/** KEYS: slot keys. ARGV: lease TTL, then the lease id for each key. A lease already gone stays gone. */
+const RENEW = `${PRELUDE}
+local ttl = tonumber(ARGV[1])
+local expiry = num(now + ttl)
+local renewed = 0
+for i = 1, #KEYS do
+  if redis.call('ZSCORE', KEYS[i], ARGV[i + 1]) then
+    redis.call('ZADD', KEYS[i], expiry, ARGV[i + 1])
+    if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+    renewed = renewed + 1
+  end
+end
+return renewed
+`;
+
+/** KEYS: counters. ARGV: amounts. Adds only to counters that exist; nil where one does not. */
+const ADD_COUNTERS = `
+local values = {}
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    values[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[i])
+  else
+    values[i] = false
+  end
+end
+return values
+`;
+
+type Arg = string | number;
+/** What `defineCommand` adds (ioredis cannot type commands defined at run time). */
+interface ScriptCommands {
+  keyportAdmit(...args: Arg[]): Promise<AdmitReply>;
+  keyportSettle(...args: Arg[]): Promise<unknown>;
+  keyportRenew(...args: Arg[]): unknown;
+  keyportAddCounters(...args: Arg[]): Promise<(string | null)[]>;
+}
+type AdmitReply = [code: number, index: number, inFlight: number, now: string, ...tats: string[]];
+
+/** Keys per renewal script call: bounded script runs, one pipeline. */
+const RENEW_BATCH = 500;
+const noop = () => {};
+
+export class RedisLimiter implements Limiter {
+  readonly name = 'redis' as const;
+  private readonly client: Redis;
+  private readonly scripts: ScriptCommands;
+  private readonly ownsClient: boolean;
+  private readonly local: MemoryLimiter;
+  private readonly prefix: string;
+  private readonly leaseTtlMs: number;
+  private readonly probeIntervalMs: number;
+  private readonly commandTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly onFallback: (error: Error) => void;
+  private readonly onRecover: () => void;
+  private readonly onError: (error: Error) => void;
+  /** Leases admitted by Redis and not settled yet: renewed until they are. */
+  private readonly live = new Map<string, string[]>();
+  /** Requests admitted locally (during an outage) that settle must reach locally too. */
+  private readonly localAdmissions = new Set<string>();
+  private readonly renewTimer: NodeJS.Timeout;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private isDegraded = false;
+  private closed = false;
+  private outages = 0;
+  private localCalls = 0;
+
+  constructor(options: RedisLimiterOptions) {
+    const commandTimeoutMs = options.commandTimeoutMs ?? 200;
+    if (options.client) {
+      this.client = options.client;
+      this.ownsClient = false;
+    } else if (options.url) {
+      this.client = new Redis(
+        options.url,
+        redisLimiterClientOptions(commandTimeoutMs, options.maxReconnectDelayMs ?? 1000),
+      );
+      this.ownsClient = true;
+    } else {
+      throw new Error('RedisLimiter needs a url or a client');
+    }
+    this.prefix = options.keyPrefix ?? 'keyport:';
+    this.leaseTtlMs = options.leaseTtlMs ?? 30_000;
+    this.probeIntervalMs = options.probeIntervalMs ?? 1000;
+    this.commandTimeoutMs = commandTimeoutMs;
+    this.now = options.now ?? Date.now;
+    this.onFallback = options.onFallback ?? noop;
+    this.onRecover = options.onRecover ?? noop;
+    this.onError = options.onError ?? noop;
+    this.local = new MemoryLimiter({ now: this.now });
+    this.client.defineCommand('keyportAdmit', { lua: ADMIT });
+    this.client.defineCommand('keyportSettle', { lua: SETTLE });
+    this.client.defineCommand('keyportRenew', { lua: RENEW });
+    this.client.defineCommand('keyportAddCounters', { lua: ADD_COUNTERS });
+    this.scripts = this.client as unknown as ScriptCommands;
+    // Without an 'error' listener a connection error would crash the process.
+    this.client.on('error', this.onConnectionError);
+    this.client.on('close', this.onConnectionClose);
+    this.client.on('ready', this.recover);
+    this.renewTimer = setInterval(this.renewLeases, options.renewIntervalMs ?? 10_000);
+    this.renewTimer.unref();
+  }
+
+  /** True while calls are answered by local limits. */
+  get degraded(): boolean {
+    return this.isDegraded;
+  }
+
+  /** Outages so far (each reported once through `onFallback`). */
+  get fallbacks(): number {
+    return this.outages;
+  }
+
+  /** Calls answered by local limits so far. */
+  get fallbackCalls(): number {
+    return this.localCalls;
+  }
+
+  /**
+   * Resolves true once connected, false if Redis has not answered within `timeoutMs`: boot may
+   * await this without depending on Redis (calls are answered locally until it is ready).
+   */
+  ready(timeoutMs = 2000): Promise<boolean> {
+    if (this.client.status === 'ready') return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        this.client.off('ready', onReady);
+        this.client.off('end', onEnd);
+        resolve(ok);
+      };
+      const onReady = () => done(true);
+      const onEnd = () => done(false);
+      const timer = setTimeout(onEnd, timeoutMs);
+      this.client.once('ready', onReady);
+      this.client.once('end', onEnd);
+    });
+  }
+
+  admit(request: AdmitRequest): MaybePromise<AdmitResult> {
+    if (request.buckets.length === 0 && request.slots.length === 0) return { allowed: true, states: [] };
+    if (!this.redisUsable()) return this.admitLocally(request);
+    return this.admitInRedis(request);
+  }
+
+  /** Never throws nor rejects: a failure goes to `onError` (and an outage to `onFallback`). */
+  settle(request: SettleRequest): MaybePromise<void> {
+    try {
+      if (this.localAdmissions.delete(request.leaseId)) return this.local.settle(request);
+      this.live.delete(request.leaseId);
+      const reconcile = request.estimatedTokens !== request.actualTokens && hasTokenBucket(request);
+      if (!reconcile && request.slots.length === 0) return;
+      // Admitted by Redis but Redis is away: its leases expire by themselves.
+      if (this.isDegraded || this.client.status !== 'ready') return;
+      return this.settleInRedis(request, reconcile);
+    } catch (error) {
+      this.onError(asError(error));
+    }
+  }
+
+  readCounters(keys: readonly string[]): MaybePromise<(number | undefined)[]> {
+    if (keys.length === 0) return [];
+    if (!this.redisUsable()) {
+      this.localCalls++;
+      return this.local.readCounters(keys);
+    }
+    return this.readCountersInRedis(keys);
+  }
+
+  seedCounter(key: string, value: number, expiresAt: number): MaybePromise<void> {
+    if (!this.redisUsable()) {
+      this.localCalls++;
+      return this.local.seedCounter(key, value, expiresAt);
+    }
+    return this.seedCounterInRedis(key, value, expiresAt);
+  }
+
+  addToCounters(adds: readonly CounterAdd[]): MaybePromise<(number | undefined)[]> {
+    if (adds.length === 0) return [];
+    if (!this.redisUsable()) {
+      this.localCalls++;
+      return this.local.addToCounters(adds);
+    }
+    return this.addToCountersInRedis(adds);
+  }
+
+  /** Stops renewing leases (they expire in Redis) and quits the connection if the limiter opened it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.renewTimer);
+    clearInterval(this.probeTimer);
+    this.client.off('close', this.onConnectionClose);
+    this.client.off('ready', this.recover);
+    // An owned client keeps its error listener while quitting; a borrowed one has its owner's.
+    if (!this.ownsClient) this.client.off('error', this.onConnectionError);
+    if (this.ownsClient) {
+      try {
+        await this.client.quit();
+      } catch {
+        this.client.disconnect();
+      }
+    }
+    await this.local.close();
+  }
+
+  private async admitInRedis(request: AdmitRequest): Promise<AdmitResult> {
+    const { buckets, slots, tokens, leaseId } = request;
+    const args: Arg[] = [buckets.length + slots.length];
+    for (const bucket of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
+    const slotKeys: string[] = [];
+    for (const slot of slots) slotKeys.push(`${this.prefix}cc:${slot.key}`);
+    args.push(...slotKeys, buckets.length, leaseId, this.leaseTtlMs);
+    for (const bucket of buckets) args.push(bucket.limit, bucket.periodMs, costOf(bucket, tokens));
+    for (const slot of slots) args.push(slot.limit);
+    const reply = this.scripts.keyportAdmit(...args);
+    let result: AdmitResult;
+    try {
+      result = decodeAdmit(request, await this.answerWithin(reply));
+    } catch (error) {
+      if (error instanceof RedisTimeoutError && slotKeys.length > 0) this.releaseLateLeases(reply, request);
+      this.fallBack(asError(error));
+      return this.admitLocally(request);
+    }
+    if (result.allowed && slotKeys.length > 0) this.live.set(leaseId, slotKeys);
+    return result;
+  }
+
+  /**
+   * Rejects with a RedisTimeoutError when Redis has not answered within the command timeout. When
+   * the timer fires, the check waits one turn of the event loop (setImmediate runs after the poll
+   * phase), so a reply that arrived in time but sat unread behind a busy event loop still counts:
+   * only a slow Redis, not a busy gateway, makes the limiter fall back to local limits.
+   */
+  private answerWithin<T>(reply: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const timer = setTimeout(() => {
+        setImmediate(() => {
+          if (settled) return;
+          settled = true;
+          reject(new RedisTimeoutError(this.commandTimeoutMs));
+        });
+      }, this.commandTimeoutMs);
+      reply.then(
+        (value) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /**
+   * An admission given up on may still have run in Redis: if it did admit, its leases would hold
+   * slots for a request that is being served locally, so they are released once the reply comes.
+   */
+  private releaseLateLeases(reply: Promise<AdmitReply>, request: AdmitRequest): void {
+    reply.then((late) => {
+      if (Number(late[0]) !== 0 || this.closed) return;
+      const slotKeys = request.slots.map((slot) => `${this.prefix}cc:${slot.key}`);
+      this.scripts.keyportSettle(slotKeys.length, ...slotKeys, 0, request.leaseId, 0).catch(this.reportError);
+    }, noop);
+  }
+
+  private admitLocally(request: AdmitRequest): AdmitResult {
+    this.localCalls++;
+    const result = this.local.admit(request);
+    if (result.allowed && (request.slots.length > 0 || hasTokenBucket(request))) {
+      this.localAdmissions.add(request.leaseId);
+    }
+    return result;
+  }
+
+  private async settleInRedis(request: SettleRequest, reconcile: boolean): Promise<void> {
+    const tokenBuckets = reconcile ? request.buckets.filter((bucket) => bucket.unit === 'tokens') : [];
+    const args: Arg[] = [tokenBuckets.length + request.slots.length];
+    for (const bucket of tokenBuckets) args.push(`${this.prefix}rl:${bucket.key}`);
+    for (const slot of request.slots) args.push(`${this.prefix}cc:${slot.key}`);
+    args.push(tokenBuckets.length, request.leaseId, request.actualTokens - request.estimatedTokens);
+    for (const bucket of tokenBuckets) args.push(bucket.limit, bucket.periodMs);
+    try {
+      await this.answerWithin(this.scripts.keyportSettle(...args));
+    } catch (error) {
+      this.onError(asError(error));
+      this.fallBack(asError(error));
+    }
+  }
+
+  private async readCountersInRedis(keys: readonly string[]): Promise<(number | undefined)[]> {
+    try {
+      const values = await this.answerWithin(this.client.mget(keys.map((key) => `${this.prefix}ct:${key}`)));
+      return values.map(toNumber);
+    } catch (error) {
+      this.fallBack(asError(error));
+      this.localCalls++;
+      return this.local.readCounters(keys);
+    }
+  }
+
+  private async seedCounterInRedis(key: string, value: number, expiresAt: number): Promise<void> {
+    const ttl = Math.ceil(expiresAt - this.now());
+    if (ttl <= 0) return;
+    try {
+      await this.answerWithin(this.client.set(`${this.prefix}ct:${key}`, String(value), 'PX', ttl, 'NX'));
+    } catch (error) {
+      this.fallBack(asError(error));
+      this.localCalls++;
+      this.local.seedCounter(key, value, expiresAt);
+    }
+  }
+
+  private async addToCountersInRedis(adds: readonly CounterAdd[]): Promise<(number | undefined)[]> {
+    const args: Arg[] = [adds.length];
+    for (const add of adds) args.push(`${this.prefix}ct:${add.key}`);
+    for (const add of adds) args.push(add.amount);
+    try {
+      return (await this.answerWithin(this.scripts.keyportAddCounters(...args))).map(toNumber);
+    } catch (error) {
+      this.fallBack(asError(error));
+      this.localCalls++;
+      return this.local.addToCounters(adds);
+    }
+  }
+
+  /** Is Redis to be asked? A connection that is not ready starts an outage now. */
+  private redisUsable(): boolean {
+    if (this.isDegraded) return false;
+    if (this.client.status === 'ready') return true;
+    this.fallBack(new Error(`Redis is not connected (${this.client.status})`));
+    return false;
+  }
+
+  private fallBack(error: Error): void {
+    if (this.isDegraded || this.closed) return;
+    this.isDegraded = true;
+    this.outages++;
+    this.callSafely(this.onFallback, error);
+    // A failure on a live connection brings no 'ready' event: probe until Redis answers.
+    this.probeTimer = setInterval(this.probe, this.probeIntervalMs);
+    this.probeTimer.unref();
+  }
+
+  private readonly probe = (): void => {
+    if (this.client.status === 'ready') this.answerWithin(this.client.ping()).then(this.recover, noop);
+  };
+
+  private readonly recover = (): void => {
+    if (!this.isDegraded || this.closed) return;
+    this.isDegraded = false;
+    clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+    this.callSafely(this.onRecover, undefined);
+  };
+
+  private readonly onConnectionError = (error: Error): void => {
+    // Errors are reported once per outage; one while connected (rare) also starts an outage.
+    this.fallBack(error);
+  };
+
+  private readonly onConnectionClose = (): void => {
+    this.fallBack(new Error('Redis connection closed'));
+  };
+
+  /** One pipeline renews every live lease; a lease settled meanwhile is not resurrected. */
+  private readonly renewLeases = (): void => {
+    if (this.live.size === 0 || this.isDegraded || this.client.status !== 'ready') return;
+    const pipeline = this.client.pipeline();
+    const batcher = pipeline as unknown as ScriptCommands;
+    let keys: string[] = [];
+    let ids: string[] = [];
+    for (const [leaseId, slotKeys] of this.live) {
+      for (const key of slotKeys) {
+        keys.push(key);
+        ids.push(leaseId);
+        if (keys.length === RENEW_BATCH) {
+          batcher.keyportRenew(keys.length, ...keys, this.leaseTtlMs, ...ids);
+          keys = [];
+          ids = [];
+        }
+      }
+    }
+    if (keys.length > 0) batcher.keyportRenew(keys.length, ...keys, this.leaseTtlMs, ...ids);
+    pipeline.exec().then((results) => {
+      for (const [error] of results ?? []) if (error) this.onError(error);
+    }, this.reportError);
+  };
+
+  private readonly reportError = (error: unknown): void => {
+    this.onError(asError(error));
+  };
+
+  private callSafely<T>(callback: (value: T) => void, value: T): void {
+    try {
+      callback(value);
+    } catch (error) {
+      this.onError(asError(error));
+    }
+  }
+}
+
+export class RedisTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`Redis did not answer within ${timeoutMs} ms (command timed out)`);
+    this.name = 'RedisTimeoutError';
+  }
+}
+
+function decodeAdmit(request: AdmitRequest, reply: AdmitReply): AdmitResult {
+  const { buckets, slots, tokens } = request;
+  const code = Number(reply[0]);
+  const index = Number(reply[1]) - 1;
+  const now = Number(reply[3]);
+  const states: BucketState[] = new Array(buckets.length);
+  const tats = new Array<number>(buckets.length);
+  for (let i = 0; i < buckets.length; i++) {
+    const bucket = buckets[i]!;
+    tats[i] = Number(reply[4 + i]);
+    if (Number.isNaN(tats[i])) throw new Error(`Unexpected reply from the admit script: ${String(reply)}`);
+    const { remaining, resetMs } = gcraPeek(bucket, tats[i], now);
+    states[i] = { bucket, remaining, resetMs };
+  }
+  if (code === 0) return { allowed: true, states };
+  if (code === 1) {
+    const bucket = buckets[index]!;
+    // The wait Lua computed, recomputed from the same TAT and time (and Infinity for cost > limit).
+    const { retryAfterMs } = gcraAdmit(bucket, tats[index], now, costOf(bucket, tokens));
+    return { allowed: false, reason: 'rate', bucket, states, retryAfterMs };
+  }
+  return { allowed: false, reason: 'concurrency', slot: slots[index]!, inFlight: Number(reply[2]), states };
+}
+
+function hasTokenBucket(request: { buckets: AdmitRequest['buckets'] }): boolean {
+  for (const bucket of request.buckets) if (bucket.unit === 'tokens') return true;
+  return false;
+}
+
+const toNumber = (value: string | null): number | undefined => (value === null ? undefined : Number(value));
+
+const asError = (error: unknown): Error => (error instanceof Error ? error : new Error(String(error)));

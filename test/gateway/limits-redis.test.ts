@@ -1,0 +1,140 @@
+/**
+ * Limits shared through Redis by several gateway instances (one database, one Redis, separate
+ * processes' worth of state: caches, limiters, connections), and a Redis that goes away mid-run.
+ * Runs where KEYPORT_TEST_REDIS_URL is set (CI) and redis-server is installed.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { IssuedKey } from '../../src/keys/key-service.ts';
+import type { RedisLimiter } from '../../src/limits/redis-limiter.ts';
+import { freePort } from '../helpers/processes.ts';
+import { killRedisServer, REDIS_URL, randomRedisPrefix, startRedisServer } from '../helpers/redis.ts';
+import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
+
+const chatBody = JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Hi' }] });
+
+const post = (gw: TestGateway, key: IssuedKey) =>
+  gw.request('POST', '/v1/chat/completions', {
+    headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+    body: chatBody,
+  });
+
+describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
+  let a: TestGateway;
+  let b: TestGateway;
+  const prefix = randomRedisPrefix();
+
+  beforeAll(async () => {
+    const config = { redisUrl: REDIS_URL!, redisKeyPrefix: prefix };
+    a = await createTestGateway({ config });
+    b = await createTestGateway({ shareStoreWith: a, config });
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  it('two instances hammered at once admit no more than the limit between them', async () => {
+    const key = await a.createKey();
+    // Per day, so that no request's worth refills during the run: the limit is exactly 100.
+    await a.services.limits.updateRateLimit(
+      a.instance.organization.id,
+      { type: 'api_key', id: key.key.id },
+      '*',
+      {
+        maxRequestsPerDay: 100,
+      },
+    );
+    const attempts = [
+      ...Array.from({ length: 150 }, () => post(a, key)),
+      ...Array.from({ length: 150 }, () => post(b, key)),
+    ];
+    const statuses = (await Promise.all(attempts)).map((r) => r.status);
+    const admitted = statuses.filter((s) => s === 200).length;
+    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    const fallbacks = [a, b].map((gw) => (gw.services.enforcer.limiter as RedisLimiter).fallbacks);
+    expect(admitted).toBeLessThanOrEqual(105); // the issue's bound: at most 5% over
+    // Exact while Redis answered every call in time (one atomic script per admission); a call that
+    // times out under load is answered by local limits (fail open), which may admit a little more.
+    if (fallbacks.every((n) => n === 0)) expect(admitted).toBe(100);
+    // Both instances did admit some: the limit really was shared, not split.
+    const bAdmitted = statuses.slice(150).filter((s) => s === 200).length;
+    expect(bAdmitted).toBeGreaterThan(0);
+    expect(admitted - bAdmitted).toBeGreaterThan(0);
+  });
+
+  it('a concurrency limit holds across instances', async () => {
+    const key = await a.createKey();
+    await a.services.limits.updateRateLimit(
+      a.instance.organization.id,
+      { type: 'api_key', id: key.key.id },
+      '*',
+      {
+        maxConcurrentRequests: 1,
+      },
+    );
+    // On PostgreSQL the change reaches b through NOTIFY; these two share a PGlite, so tell b here.
+    await b.services.notifier.limitsChanged(a.instance.organization.id);
+    const slow = a.request('POST', '/v1/chat/completions', {
+      headers: {
+        authorization: `Bearer ${key.secret}`,
+        'content-type': 'application/json',
+        'x-mock-delay-ms': '500',
+      },
+      body: chatBody,
+    });
+    await vi.waitFor(() => expect(a.mock.stats.requests).toBeGreaterThan(0), { timeout: 5000, interval: 10 });
+    const elsewhere = await post(b, key);
+    expect(elsewhere.status).toBe(429);
+    expect((await slow).status).toBe(200);
+    await vi.waitFor(async () => expect((await post(b, key)).status).toBe(200), {
+      timeout: 5000,
+      interval: 50,
+    });
+  });
+});
+
+describe.skipIf(!REDIS_URL)('when Redis goes away', () => {
+  it('falls back to local limits without failing a request, and shares again once it is back', async () => {
+    const port = await freePort();
+    let server = await startRedisServer(port);
+    const gw = await createTestGateway({
+      config: { redisUrl: `redis://127.0.0.1:${port}`, redisKeyPrefix: randomRedisPrefix() },
+    });
+    const limiter = gw.services.enforcer.limiter as RedisLimiter;
+    try {
+      const key = await gw.createKey();
+      await gw.services.limits.updateRateLimit(
+        gw.instance.organization.id,
+        { type: 'api_key', id: key.key.id },
+        '*',
+        {
+          maxRequestsPerDay: 3,
+        },
+      );
+      expect((await post(gw, key)).status).toBe(200);
+      expect(limiter.degraded).toBe(false);
+
+      await killRedisServer(server);
+      // Every request is still answered, by this instance's local limits (which may remember what
+      // it admitted before): no 5xx, no hang, and the limit still holds locally.
+      const during = [];
+      for (let i = 0; i < 5; i++) during.push((await post(gw, key)).status);
+      expect(during.every((status) => status === 200 || status === 429)).toBe(true);
+      expect(during.filter((status) => status === 200).length).toBeGreaterThanOrEqual(2);
+      expect(during.slice(3)).toEqual([429, 429]);
+      expect(limiter.degraded).toBe(true);
+      expect(gw.logs.join('')).toContain('Redis is unreachable: rate limits are enforced per instance');
+
+      server = await startRedisServer(port);
+      await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 50 });
+      // Back on Redis (empty after its restart): its own count again.
+      const after = [];
+      for (let i = 0; i < 4; i++) after.push((await post(gw, key)).status);
+      expect(after).toEqual([200, 200, 200, 429]);
+      expect(gw.logs.join('')).toContain('Redis is reachable again');
+    } finally {
+      await gw.close();
+      await killRedisServer(server);
+    }
+  });
+});
