@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { UserError } from '../core/user-error.ts';
 import { registerAdminKeyCommands } from './commands/admin-keys.ts';
 import { registerKeyCommands } from './commands/keys.ts';
+import { registerLimitCommands } from './commands/limits.ts';
 import { registerMockUpstreamCommands } from './commands/mock-upstream.ts';
 import type { GlobalOptions } from './commands/output.ts';
 import { registerProjectCommands } from './commands/projects.ts';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerProjectCommands(program, globals);
   registerAdminKeyCommands(program, globals);
   registerServiceAccountCommands(program, globals);
+  registerLimitCommands(program, globals);
   registerMockUpstreamCommands(program);
   for (const command of program.commands) {
     command.exitOverride();

@@ -261,6 +261,63 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     expect(await probeKey(server.url, svcKey)).toMatchObject({ status: 401, code: 'invalid_api_key' });
   });
 
+  it('limits set/list/clear and budgets set/list/delete shape what the gateway admits', async () => {
+    const created = await cli('keys', 'create', '--name', 'limited', '--project', init.project_id);
+    const limitedSecret = keysIn(created)[0] as string;
+    const limitedId = /Created (key_\S+) in/.exec(created)?.[1] as string;
+    const chat = async () => {
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${limitedSecret}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Hi' }] }),
+      });
+      const body = (await response.json()) as { error?: { code: string } };
+      return {
+        status: response.status,
+        code: body.error?.code,
+        limit: response.headers.get('x-ratelimit-limit-requests'),
+      };
+    };
+
+    const set = await cli('limits', 'set', '--key', limitedId, '--rpm', '2', '--concurrency', '5');
+    expect(set).toMatch(/^\*\s+2\s+-\s+-\s+-\s+5$/m);
+    const listed = await cliJson<{ model: string; max_requests_per_1_minute: number }[]>(
+      'limits',
+      'list',
+      '--key',
+      limitedId,
+    );
+    expect(listed[0]).toMatchObject({ model: '*', max_requests_per_1_minute: 2 });
+    expect(await chat()).toMatchObject({ status: 200, limit: '2' });
+    expect(await chat()).toMatchObject({ status: 200 });
+    expect(await chat()).toMatchObject({ status: 429, code: 'rate_limit_exceeded' });
+    expect(await cli('limits', 'clear', '--key', limitedId)).toContain('Removed the limits of all models');
+    expect(await chat()).toMatchObject({ status: 200, limit: null });
+
+    // A $0 monthly budget on the project: a kill switch.
+    const budget = await cliJson<{ id: string; hard_limit: number; metric: string; scope: { id: string } }>(
+      'budgets',
+      'set',
+      '--project',
+      init.project_id,
+      '--usd',
+      '0',
+      '--alerts',
+      '50,100',
+    );
+    expect(budget).toMatchObject({ hard_limit: 0, metric: 'cost', scope: { id: init.project_id } });
+    expect(await chat()).toMatchObject({ status: 429, code: 'insufficient_quota' });
+    const table = await cli('budgets', 'list');
+    expect(table).toContain(budget.id);
+    expect(table).toMatch(/\$0\.00\s+\$0\.00\s+50% 100%\s+enforcing/);
+    expect(await cli('budgets', 'delete', budget.id)).toContain(`Deleted budget ${budget.id}`);
+    expect(await chat()).toMatchObject({ status: 200 });
+
+    const bad = await runKeyport(['budgets', 'set', '--usd', '1', '--tokens', '5'], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('give exactly one of --usd or --tokens');
+  });
+
   it('explains what is wrong: no admin key, no server, a data directory in use', async () => {
     const nobodyListens = `http://127.0.0.1:${await freePort()}`;
     const [noKey, noServer, secondServe] = await Promise.all([

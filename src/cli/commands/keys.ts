@@ -207,7 +207,7 @@ async function resolveProject(client: AdminClient, explicit: string | undefined)
 }
 
 /** Keys are addressed by project in the Admin API; find the key's project when not given. */
-async function projectOfKey(
+export async function projectOfKey(
   client: AdminClient,
   keyId: string,
   explicit: string | undefined,
