@@ -64,6 +64,8 @@ export interface RedisLimiterOptions {
 export function redisLimiterClientOptions(commandTimeoutMs = 200, maxReconnectDelayMs = 1000) {
   return {
     enableOfflineQueue: false,
+    // Commands issued in the same tick (many requests' admissions under load) go out in one write.
+    enableAutoPipelining: true,
     // A command in flight when the connection drops fails at once, and is never resent: it has
     // been answered locally meanwhile.
     maxRetriesPerRequest: 0,
