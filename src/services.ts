@@ -2,12 +2,15 @@
  * The services object: built once at boot and handed to every HTTP surface and command.
  * Each member is a port with an in-process default and, where it matters, a shared adapter.
  */
+import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { ProjectService } from './accounts/project-service.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
+import { PriceBook } from './billing/price-book.ts';
+import { UsageJournal } from './billing/usage-journal.ts';
 import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
 import type { Config, UpstreamConfig } from './config/config.ts';
-import { PriceList } from './core/pricing.ts';
+
 import type { MockUpstream } from './gateway/mock-upstream.ts';
 import { UpstreamRouter } from './gateway/upstreams.ts';
 import {
@@ -43,7 +46,7 @@ export interface Services {
   limits: LimitsService;
   /** Rate limits and budgets on the gateway's path, over the in-process or Redis limiter. */
   enforcer: LimitEnforcer;
-  prices: PriceList;
+  prices: PriceBook;
   /** Stored alerts, emails and signed webhooks. */
   notifications: Notifications;
   /** The built-in mock upstream, when it is in use. */
@@ -110,7 +113,7 @@ export async function createServices(
   const keys = new KeyService(store.db, { keyPrefix: config.keyPrefix, notifier, lastUsed });
   const projects = new ProjectService(store.db, notifier);
   const serviceAccounts = new ServiceAccountService(store.db, projects, keys, notifier);
-  const limits = new LimitsService(store.db, (organizationId) => notifier.limitsChanged(organizationId));
+  const limits = new LimitsService(store.db, (organizationId) => notifier.changed('limits', organizationId));
   const notifications = new Notifications({ db: store.db, config, logger });
   const limiter = options.limiter ?? createLimiter(config, logger, options.now);
   const catalog = new LimitsCatalog(
@@ -119,7 +122,7 @@ export async function createServices(
     logError('limits could not be loaded'),
     options.now,
   );
-  notifier.onLimitsChanged((organizationId) => catalog.invalidate(organizationId));
+  notifier.on('limits', (organizationId) => catalog.invalidate(organizationId));
   const enforcer = new LimitEnforcer({
     catalog,
     limiter,
@@ -132,7 +135,14 @@ export async function createServices(
     ...(options.now ? { now: options.now } : {}),
   });
   limits.useSpendReader(enforcer);
-  const prices = new PriceList(config.prices);
+  const prices = new PriceBook(
+    store.db,
+    config.prices,
+    () => notifier.changed('prices', '*'),
+    logError('prices could not be loaded'),
+  );
+  notifier.on('prices', () => void prices.reload().catch(logError('prices could not be loaded')));
+  await prices.start();
   lastUsed.start();
 
   // No upstream configured: the built-in mock answers, so everything can be tried with no model server.
@@ -151,12 +161,7 @@ export async function createServices(
     logger.info({ url: mockUpstream.url }, 'no upstream configured: using the built-in mock upstream');
   }
   const upstreams = new UpstreamRouter(upstreamConfigs);
-  const usage =
-    options.usage ??
-    new DatabaseUsageRecorder(store.db, {
-      onError: (error, pending) =>
-        logger.error({ err: error, pending }, 'usage events could not be written; will retry'),
-    });
+  const usage = options.usage ?? (await startUsageRecorder(config, store, logger));
 
   let closed = false;
   return {
@@ -180,6 +185,7 @@ export async function createServices(
       if (closed) return;
       closed = true;
       await usage.close();
+      prices.stop();
       await enforcer.close();
       await notifications.close();
       await upstreams.close();
@@ -189,6 +195,41 @@ export async function createServices(
       if (!options.store) await store.close();
     },
   };
+}
+
+/**
+ * The database usage recorder, with its journal in the data directory (replayed before serving:
+ * what a crashed process recorded reaches the database first). No journal for an in-memory store.
+ */
+async function startUsageRecorder(
+  config: Config,
+  store: Store,
+  logger: Logger,
+): Promise<DatabaseUsageRecorder> {
+  const journaled =
+    config.usageJournal === 'on' && config.dataDir !== 'memory' && store.location !== 'memory';
+  const journal = journaled
+    ? new UsageJournal(path.join(config.dataDir, 'usage-journal'), {
+        syncMs: config.usageJournalSyncMs,
+        onError: (error, what) => logger.error({ err: error }, what),
+      })
+    : undefined;
+  const recorder = new DatabaseUsageRecorder(store.db, {
+    timeZone: config.billingTimeZone,
+    journal,
+    onError: (error, what, pending) => logger.error({ err: error, pending }, what),
+    onWritten: (what, inserted, received) => {
+      if (what === 'replay' && received > 0)
+        logger.info({ inserted, received }, 'usage journal replayed: events a previous process recorded');
+    },
+  });
+  try {
+    await recorder.start();
+  } catch (error) {
+    await journal?.close();
+    throw error;
+  }
+  return recorder;
 }
 
 /** Redis when configured (shared by every instance, local limits while it is unreachable), else in-process. */

@@ -37,7 +37,8 @@ export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput)
     if ((await countOrganizations(tx)) > 0) {
       throw new AlreadyInitializedError('this Keyport instance is already initialized');
     }
-    const organization = await insertOrganization(tx, input.organizationName);
+    // The first organization is the instance operator's: it sets prices and grants credits.
+    const organization = await insertOrganization(tx, input.organizationName, { isOperator: true });
     const owner = await insertUser(tx, input.ownerEmail, input.ownerName);
     await addMember(tx, organization.id, owner.id, 'owner');
     const project = await insertProject(tx, { organizationId: organization.id, name: input.projectName });

@@ -1,71 +1,249 @@
-/** The database usage recorder on every backend: batches, idempotency, exact round trip. */
+/**
+ * Metering on every backend: the batch writer (events, roll-ups, credit draws in one transaction,
+ * idempotent), the recorder (batches off the caller, retries) and the journal (appended before
+ * `record` returns, replayed by the next process, torn lines skipped).
+ */
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backends, openTestStore } from '../../test/helpers/stores.ts';
-import type { Store } from '../store/database.ts';
-import { usageEvents } from '../store/schema.ts';
-import { DatabaseUsageRecorder, insertUsageEvents, type UsageEvent } from './usage-recorder.ts';
+import type { Db, Store } from '../store/database.ts';
+import { insertOrganization } from '../store/repositories/organizations.ts';
+import { rowsOf } from '../store/rows.ts';
+import { creditDraws, creditGrants, usageEvents, usageRollups } from '../store/schema.ts';
+import type { UsageEvent } from './usage-event.ts';
+import { UsageJournal } from './usage-journal.ts';
+import { DatabaseUsageRecorder } from './usage-recorder.ts';
+import { ingestUsage } from './usage-store.ts';
 
-const event = (i: number, overrides: Partial<UsageEvent> = {}): UsageEvent => ({
-  requestId: `req_${String(i).padStart(32, '0')}`,
-  createdAt: new Date(Date.UTC(2026, 10, 22, 8, 0, 0, i % 1000)),
-  organizationId: 'org-1',
+let sequence = 0;
+const event = (i: number, organizationId: string, overrides: Partial<UsageEvent> = {}): UsageEvent => ({
+  requestId: `req_${String(++sequence).padStart(8, '0')}_${String(i).padStart(24, '0')}`,
+  createdAt: new Date(Date.UTC(2026, 10, 22, 8, i % 120, 0, i % 1000)),
+  organizationId,
   projectId: i % 2 ? 'proj_1' : null,
-  apiKeyId: 'key_1',
-  userId: 'user-1',
-  serviceAccountId: null,
+  apiKeyId: `key_${i % 3}`,
+  userId: i % 4 ? 'user-1' : null,
+  serviceAccountId: i % 4 ? null : 'svc_acct_1',
   method: 'POST',
   endpoint: '/v1/chat/completions',
-  model: 'gpt-4o',
+  model: i % 5 ? 'gpt-4o' : null,
   upstream: 'mock',
+  kind: i % 7 ? 'completions' : 'embeddings',
   inputTokens: i,
   cachedTokens: 1,
   outputTokens: 2 * i,
-  status: 200,
+  units: 0,
+  status: i % 11 ? 200 : 500,
   latencyMs: 12,
   clientIp: '::1',
   streamed: i % 3 === 0,
   estimated: false,
-  costNanoUsd: 2500 * i,
+  costNanoUsd: 3500 * i,
+  costInputNanoUsd: 2500 * i,
+  costCachedNanoUsd: 0,
+  costOutputNanoUsd: 1000 * i,
+  costUnitsNanoUsd: 0,
   ...overrides,
 });
 
-describe.each(backends)('DatabaseUsageRecorder on %s', (backend) => {
+describe.each(backends)('metering on %s', (backend) => {
   let store: Store;
+  const dirs: string[] = [];
+  const newOrganization = async () => (await insertOrganization(store.db, 'Metered')).id;
+  const journalDir = () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'keyport-journal-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const storedIds = async (organizationId: string) =>
+    (
+      await store.db
+        .select({ id: usageEvents.requestId })
+        .from(usageEvents)
+        .where(eq(usageEvents.organizationId, organizationId))
+    )
+      .map((r) => r.id)
+      .sort();
+
   beforeAll(async () => {
     store = await openTestStore(backend);
   });
-  afterAll(() => store.close());
+  afterAll(async () => {
+    await store.close();
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  });
 
-  it('stores every field exactly, and the same events twice only once', async () => {
-    const events = Array.from({ length: 600 }, (_, i) => event(i));
-    await insertUsageEvents(store.db, events.slice(0, 300));
-    await insertUsageEvents(store.db, events); // overlaps the first batch
-    const rows = await store.db.select().from(usageEvents);
+  it('stores every field exactly; the same events twice only once, in the events and in every roll-up', async () => {
+    const org = await newOrganization();
+    const events = Array.from({ length: 600 }, (_, i) => event(i, org));
+    expect((await ingestUsage(store.db, events.slice(0, 300), 'UTC')).inserted).toBe(300);
+    expect((await ingestUsage(store.db, events, 'UTC')).inserted).toBe(300); // overlaps the first batch
+    expect((await ingestUsage(store.db, events, 'UTC')).inserted).toBe(0);
+    const rows = await store.db.select().from(usageEvents).where(eq(usageEvents.organizationId, org));
     expect(rows).toHaveLength(600);
     const byId = new Map(rows.map((r) => [r.requestId, r]));
     for (const e of events) expect(byId.get(e.requestId)).toEqual(e);
+
+    const sum = (key: keyof UsageEvent) => events.reduce((total, e) => total + (e[key] as number), 0);
+    for (const width of ['1m', '1h', '1d'] as const) {
+      const [totals] = rowsOf<Record<string, string>>(
+        await store.db.execute(sql`
+          select sum(requests) as requests, sum(errors) as errors, sum(input_tokens) as input,
+                 sum(output_tokens) as output, sum(cost_input_nano_usd) as cost_input,
+                 sum(cost_output_nano_usd) as cost_output, count(*) as buckets
+          from usage_rollups where organization_id = ${org} and width = ${width}`),
+      );
+      expect(Number(totals!.requests)).toBe(600);
+      expect(Number(totals!.errors)).toBe(
+        events.filter((e) => e.status >= 400 && e.inputTokens + e.outputTokens === 0).length,
+      );
+      expect(Number(totals!.input)).toBe(sum('inputTokens'));
+      expect(Number(totals!.output)).toBe(sum('outputTokens'));
+      expect(Number(totals!.cost_input)).toBe(sum('costInputNanoUsd'));
+      expect(Number(totals!.cost_output)).toBe(sum('costOutputNanoUsd'));
+    }
+    // Buckets start on their width in UTC, and nulls are kept as '' in the roll-up's key.
+    const hours = await store.db
+      .select({ start: usageRollups.bucketStart, model: usageRollups.model, userId: usageRollups.userId })
+      .from(usageRollups)
+      .where(sql`${usageRollups.organizationId} = ${org} and ${usageRollups.width} = '1h'`);
+    expect(new Set(hours.map((h) => h.start.toISOString()))).toEqual(
+      new Set(['2026-11-22T08:00:00.000Z', '2026-11-22T09:00:00.000Z']),
+    );
+    expect(hours.some((h) => h.model === '')).toBe(true);
+    expect(hours.some((h) => h.userId === 'svc_acct_1')).toBe(true);
+  });
+
+  it('draws credit in time order from the grant expiring first, never from an expired one, and only once', async () => {
+    const org = await newOrganization();
+    const at = (minute: number) => new Date(Date.UTC(2026, 10, 22, 8, minute));
+    const grant = async (id: string, amount: number, expiresAt: Date | null) =>
+      store.db.insert(creditGrants).values({
+        id: `${id}_${org}`,
+        organizationId: org,
+        kind: 'promotion',
+        amountNanoUsd: amount,
+        remainingNanoUsd: amount,
+        createdBy: 'test',
+        createdAt: new Date(Date.UTC(2026, 10, 1)),
+        expiresAt,
+      });
+    await grant('late', 5000, null);
+    await grant('soon', 3000, at(30));
+    await grant('gone', 9000, at(0)); // expired before any of this usage
+    const events = [
+      event(1, org, { createdAt: at(10), costNanoUsd: 2000 }),
+      event(2, org, { createdAt: at(20), costNanoUsd: 2000 }), // 1000 from 'soon', 1000 from 'late'
+      event(3, org, { createdAt: at(40), costNanoUsd: 2500 }), // 'soon' has expired: all from 'late'
+      event(4, org, { createdAt: at(50), costNanoUsd: 4000 }), // 1500 left in 'late': 2500 owed
+    ];
+    expect((await ingestUsage(store.db, events, 'UTC')).creditDrawn).toBe(2000 + 2000 + 2500 + 1500);
+    expect((await ingestUsage(store.db, events, 'UTC')).creditDrawn).toBe(0); // a replay draws nothing
+    const remaining = Object.fromEntries(
+      (await store.db.select().from(creditGrants).where(eq(creditGrants.organizationId, org))).map((g) => [
+        g.id.split('_')[0],
+        g.remainingNanoUsd,
+      ]),
+    );
+    expect(remaining).toEqual({ late: 0, soon: 0, gone: 9000 });
+    const draws = await store.db.select().from(creditDraws).where(eq(creditDraws.organizationId, org));
+    expect(
+      draws.map((d) => [d.grantId.split('_')[0], d.monthStart.toISOString(), d.amountNanoUsd]).sort(),
+    ).toEqual([
+      ['late', '2026-11-01T00:00:00.000Z', 5000],
+      ['soon', '2026-11-01T00:00:00.000Z', 3000],
+    ]);
   });
 
   it('batches off the caller, flushes on close, and keeps events while the database fails', async () => {
+    const org = await newOrganization();
     const errors: unknown[] = [];
     const recorder = new DatabaseUsageRecorder(store.db, {
+      timeZone: 'UTC',
       flushMs: 60_000,
       batchSize: 100,
       onError: (e) => errors.push(e),
     });
-    for (let i = 1000; i < 1250; i++) recorder.record(event(i));
+    await recorder.start();
+    const events = Array.from({ length: 250 }, (_, i) => event(i, org));
+    for (const e of events) recorder.record(e);
     await recorder.close();
-    const count = async () =>
-      (await store.db.select().from(usageEvents)).filter((r) => r.requestId >= event(1000).requestId).length;
-    expect(await count()).toBe(250);
+    expect(await storedIds(org)).toEqual(events.map((e) => e.requestId).sort());
     expect(errors).toEqual([]);
 
     // A failing insert (a null where the table needs a value) keeps the batch for the next flush.
-    const failing = new DatabaseUsageRecorder(store.db, { flushMs: 60_000, onError: (e) => errors.push(e) });
-    failing.record(event(2000, { method: null as unknown as string }));
+    const failing = new DatabaseUsageRecorder(store.db, {
+      timeZone: 'UTC',
+      flushMs: 60_000,
+      onError: (e) => errors.push(e),
+    });
+    await failing.start();
+    failing.record(event(2000, org, { method: null as unknown as string }));
     await failing.flush();
     expect(errors).toHaveLength(1);
+    expect(failing.pending).toBe(1);
     await failing.close();
     expect(errors).toHaveLength(2);
+  });
+
+  it('journals each event before record returns; the next process replays what the database did not get', async () => {
+    const org = await newOrganization();
+    const dir = journalDir();
+    const errors: string[] = [];
+    // The first process cannot reach its database, so only the journal has its events.
+    const unreachable = {
+      transaction: () => Promise.reject(new Error('connection refused')),
+    } as unknown as Db;
+    const first = new DatabaseUsageRecorder(unreachable, {
+      timeZone: 'UTC',
+      flushMs: 60_000,
+      journal: new UsageJournal(dir),
+      onError: (_e, what) => errors.push(what),
+    });
+    await first.start();
+    const events = Array.from({ length: 40 }, (_, i) => event(i, org));
+    events.forEach((e) => {
+      first.record(e);
+      // On disk the moment record returns: a kill -9 now would not lose it.
+      const onDisk = readdirSync(dir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .map((f) => readFileSync(path.join(dir, f), 'utf8'))
+        .join('');
+      expect(onDisk).toContain(e.requestId);
+    });
+    await first.close(); // the batch fails: its segment stays
+    expect(errors.some((what) => what.includes('could not be written'))).toBe(true);
+    expect(await storedIds(org)).toEqual([]);
+    const segments = readdirSync(dir).filter((f) => f.endsWith('.jsonl'));
+    expect(segments).toHaveLength(1);
+    // A machine crash mid-write leaves a torn last line.
+    appendFileSync(path.join(dir, segments[0]!), '{"request_id":"req_torn","organiz');
+
+    const second = new DatabaseUsageRecorder(store.db, {
+      timeZone: 'UTC',
+      journal: new UsageJournal(dir),
+      onError: (_e, what) => errors.push(what),
+    });
+    await second.start();
+    expect(await storedIds(org)).toEqual(events.map((e) => e.requestId).sort());
+    expect(errors.some((what) => what.includes('torn'))).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl') && segments.includes(f))).toEqual([]);
+    // Recording goes on in a new segment, dropped once the database has its events.
+    second.record(event(100, org));
+    await second.close();
+    expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl'))).toEqual([]);
+  });
+
+  it('refuses a second process on the same journal', async () => {
+    const dir = journalDir();
+    const journal = new UsageJournal(dir);
+    // Another live process's pid in the lock file.
+    rmSync(path.join(dir, 'keyport.lock'));
+    appendFileSync(path.join(dir, 'keyport.lock'), String(process.ppid));
+    expect(() => new UsageJournal(dir)).toThrow(/in use by another Keyport process/);
+    await journal.close();
   });
 });

@@ -1,71 +1,16 @@
 /**
- * The usage port: the gateway hands one event per request to a recorder and moves on. The
- * database recorder writes them in batches, off the response path, idempotently by request id.
- * (The metering issue makes this crash-proof with a local journal; today a crash can lose the
- * last unflushed batch, at most `flushMs` of events.)
+ * The usage port: the gateway hands one event per request to a recorder, before the response's
+ * last byte, and moves on. The database recorder appends it to the local journal (durable across
+ * a process crash the moment `record` returns), then writes events in batches off the response
+ * path (`usage-store.ts`: events, roll-ups and credit draws in one transaction, idempotent by
+ * request id), and drops journal segments once the database has all of their events.
  */
-import { sql } from 'drizzle-orm';
 import type { Db } from '../store/database.ts';
+import type { UsageEvent } from './usage-event.ts';
+import type { UsageJournal } from './usage-journal.ts';
+import { ingestUsage } from './usage-store.ts';
 
-/**
- * One statement, one JSON parameter for the whole batch. Building a 250-row insert with 19 bound
- * parameters per row cost more CPU than the gateway's own work (profiled), and on PGlite the write
- * runs on the event loop: 500 rows took 121 ms as a parameterized insert, 24 ms as JSON.
- */
-export async function insertUsageEvents(db: Db, events: readonly UsageEvent[]): Promise<void> {
-  const rows = JSON.stringify(
-    events.map((e) => ({
-      request_id: e.requestId,
-      created_at: e.createdAt.toISOString(),
-      organization_id: e.organizationId,
-      project_id: e.projectId,
-      api_key_id: e.apiKeyId,
-      user_id: e.userId,
-      service_account_id: e.serviceAccountId,
-      method: e.method,
-      endpoint: e.endpoint,
-      model: e.model,
-      upstream: e.upstream,
-      input_tokens: e.inputTokens,
-      cached_tokens: e.cachedTokens,
-      output_tokens: e.outputTokens,
-      status: e.status,
-      latency_ms: e.latencyMs,
-      client_ip: e.clientIp,
-      streamed: e.streamed,
-      estimated: e.estimated,
-      cost_nano_usd: e.costNanoUsd,
-    })),
-  );
-  await db.execute(sql`
-    insert into usage_events
-    select * from json_populate_recordset(null::usage_events, ${rows}::json)
-    on conflict (request_id) do nothing`);
-}
-
-export interface UsageEvent {
-  requestId: string;
-  createdAt: Date;
-  organizationId: string;
-  projectId: string | null;
-  apiKeyId: string;
-  userId: string | null;
-  serviceAccountId: string | null;
-  method: string;
-  endpoint: string;
-  model: string | null;
-  upstream: string | null;
-  inputTokens: number;
-  cachedTokens: number;
-  outputTokens: number;
-  status: number;
-  latencyMs: number;
-  clientIp: string | null;
-  streamed: boolean;
-  estimated: boolean;
-  /** The request's cost at the model's price, in billionths of a dollar (0 for unpriced models). */
-  costNanoUsd: number;
-}
+export type { UsageEvent } from './usage-event.ts';
 
 export interface UsageRecorder {
   record(event: UsageEvent): void;
@@ -84,37 +29,73 @@ export class MemoryUsageRecorder implements UsageRecorder {
   async close(): Promise<void> {}
 }
 
+export interface DatabaseUsageRecorderOptions {
+  /** Where budget months begin (credit draws are kept per billing month). */
+  timeZone: string;
+  /** The crash-proof journal; without one, a crash loses what was not written yet. */
+  journal?: UsageJournal | undefined;
+  flushMs?: number;
+  batchSize?: number;
+  /** Events held in memory while the database is unreachable; beyond it they wait on disk only. */
+  maxPending?: number;
+  onError: (error: unknown, what: string, pending: number) => void;
+  /** A replay or a batch was written (for logs and tests). */
+  onWritten?: (what: 'replay' | 'batch', inserted: number, received: number) => void;
+}
+
+interface Pending {
+  event: UsageEvent;
+  /** The journal segment holding it (undefined: the journal could not take it). */
+  segment: number | undefined;
+}
+
 export class DatabaseUsageRecorder implements UsageRecorder {
-  #pending: UsageEvent[] = [];
+  #pending: Pending[] = [];
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
+  /** Events dropped from memory while the database was away; they are replayed from the journal. */
+  #spilled = false;
+  /** Events lost: neither in the journal nor kept in memory. */
+  lost = 0;
 
   constructor(
     private readonly db: Db,
-    private readonly options: {
-      flushMs?: number;
-      batchSize?: number;
-      /** Events kept while the database is unreachable; beyond it the oldest are dropped (and counted). */
-      maxPending?: number;
-      onError: (error: unknown, pending: number) => void;
-    },
-  ) {
+    private readonly options: DatabaseUsageRecorderOptions,
+  ) {}
+
+  /** Replays what the previous process left in the journal, then starts recording. */
+  async start(): Promise<void> {
+    const journal = this.options.journal;
+    if (journal) {
+      for (const seq of journal.segments()) await this.#replay(seq);
+      journal.open();
+    }
     // Frequent small batches: on PGlite the insert runs on the event loop, so a short write stalls less.
-    this.#timer = setInterval(() => void this.flush(), options.flushMs ?? 200);
+    this.#timer = setInterval(() => void this.flush(), this.options.flushMs ?? 200);
     this.#timer.unref();
   }
 
-  dropped = 0;
+  get pending(): number {
+    return this.#pending.length;
+  }
 
   record(event: UsageEvent): void {
-    this.#pending.push(event);
-    const max = this.options.maxPending ?? 100_000;
-    if (this.#pending.length > max) {
-      const excess = this.#pending.length - max;
-      this.#pending.splice(0, excess);
-      this.dropped += excess;
+    let segment: number | undefined;
+    if (this.options.journal) {
+      try {
+        segment = this.options.journal.append(event);
+      } catch (error) {
+        this.options.onError(
+          error,
+          'usage journal append failed; the event is held in memory only',
+          this.#pending.length,
+        );
+      }
     }
-    if (this.#pending.length >= (this.options.batchSize ?? 250)) void this.flush();
+    this.#pending.push({ event, segment });
+    const max = this.options.maxPending ?? 100_000;
+    if (this.#pending.length > max) this.#shed(this.#pending.length - max);
+    if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
   }
 
   flush(): Promise<void> {
@@ -122,23 +103,85 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     return this.#writing;
   }
 
-  async #writeAll(): Promise<void> {
-    const size = this.options.batchSize ?? 250;
-    while (this.#pending.length > 0) {
-      const batch = this.#pending.slice(0, size);
-      try {
-        await insertUsageEvents(this.db, batch);
-        this.#pending.splice(0, batch.length);
-      } catch (error) {
-        this.options.onError(error, this.#pending.length);
-        return; // keep them; the next flush tries again
-      }
-    }
-  }
-
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     await this.flush();
+    await this.options.journal?.close();
+  }
+
+  async #writeAll(): Promise<void> {
+    const size = this.options.batchSize ?? 500;
+    while (this.#pending.length > 0) {
+      const batch = this.#pending.slice(0, size);
+      try {
+        const result = await ingestUsage(
+          this.db,
+          batch.map((p) => p.event),
+          this.options.timeZone,
+        );
+        this.options.onWritten?.('batch', result.inserted, batch.length);
+      } catch (error) {
+        this.options.onError(error, 'usage events could not be written; will retry', this.#pending.length);
+        return; // keep them; the next flush tries again
+      }
+      this.#pending.splice(0, batch.length);
+      this.#committed(batch);
+    }
+    if (this.#spilled) await this.#replaySpilled();
+  }
+
+  /** Tells the journal which of its events the database now has. */
+  #committed(batch: readonly Pending[]): void {
+    const journal = this.options.journal;
+    if (!journal) return;
+    const counts = new Map<number, number>();
+    for (const { segment } of batch)
+      if (segment !== undefined) counts.set(segment, (counts.get(segment) ?? 0) + 1);
+    for (const [segment, count] of counts) journal.committed(segment, count);
+  }
+
+  /** Too many waiting: the oldest leave memory; those in the journal are replayed from it later. */
+  #shed(excess: number): void {
+    const dropped = this.#pending.splice(0, excess);
+    for (const { segment } of dropped) {
+      if (segment === undefined) this.lost++;
+      else this.#spilled = true;
+    }
+  }
+
+  /** After an outage that overflowed memory: everything still in closed segments, from disk. */
+  async #replaySpilled(): Promise<void> {
+    const journal = this.options.journal;
+    if (!journal) return;
+    journal.rotate();
+    // What is in memory now was appended after the rotation, or is a copy of what is on disk.
+    const onDisk = new Set(journal.pendingClosedSegments());
+    this.#pending = this.#pending.filter((p) => p.segment === undefined || !onDisk.has(p.segment));
+    try {
+      for (const seq of journal.pendingClosedSegments()) await this.#replay(seq);
+      this.#spilled = false;
+    } catch (error) {
+      this.options.onError(error, 'usage journal replay failed; will retry', this.#pending.length);
+    }
+  }
+
+  async #replay(seq: number): Promise<void> {
+    const journal = this.options.journal!;
+    const { events, skipped } = journal.read(seq);
+    if (skipped > 0) {
+      this.options.onError(
+        new Error(`${skipped} unreadable line(s) in usage journal segment ${seq}`),
+        'usage journal segment had a torn or corrupt line (a machine crash mid-write); skipped',
+        0,
+      );
+    }
+    const size = 1000;
+    let inserted = 0;
+    for (let i = 0; i < events.length; i += size) {
+      inserted += (await ingestUsage(this.db, events.slice(i, i + size), this.options.timeZone)).inserted;
+    }
+    this.options.onWritten?.('replay', inserted, events.length);
+    journal.remove(seq);
   }
 }

@@ -56,6 +56,8 @@ const priceSchema = z.strictObject({
   input: usdPerMillion,
   cachedInput: usdPerMillion.optional(),
   output: usdPerMillion,
+  /** USD per image, per speech character or per transcribed second. */
+  unit: z.number().min(0).max(1000).optional(),
 });
 
 function isTimeZone(name: string): boolean {
@@ -125,6 +127,22 @@ const configSchema = z.object({
     .default('UTC'),
   /** Output tokens a request is assumed to use at admission when it sets no max_tokens (reconciled after). */
   defaultMaxOutputTokens: z.coerce.number().int().min(0).max(1_000_000).default(1024),
+  /**
+   * The local usage journal in the data directory: a completed request's record survives a crash.
+   * Off: a crash loses the records not yet written (at most a flush interval's worth).
+   */
+  usageJournal: z.enum(['on', 'off']).default('on'),
+  /** How often the journal is fdatasynced (what a machine crash, not a process crash, may lose). */
+  usageJournalSyncMs: z.coerce.number().int().min(1).max(60_000).default(100),
+  /** The plan of a new organization: `free_trial` and `prepaid` stop at zero credit. */
+  defaultPlan: z.enum(['free_trial', 'pay_as_you_go', 'prepaid']).default('pay_as_you_go'),
+  /** Credit a new organization on the free trial gets (cents), and for how many days. */
+  trialCreditCents: z.coerce.number().int().min(0).max(100_000_000).default(500),
+  trialDays: z.coerce.number().int().min(1).max(3650).default(30),
+  /** Days an invoice is due after it is issued. */
+  invoiceDueDays: z.coerce.number().int().min(0).max(365).default(14),
+  /** Who issues invoices: the operator's name and address lines, printed on them. */
+  invoiceIssuer: z.string().min(1).max(500).default('Keyport'),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -151,6 +169,13 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   smtpFrom: 'KEYPORT_SMTP_FROM',
   billingTimeZone: 'KEYPORT_BILLING_TIME_ZONE',
   defaultMaxOutputTokens: 'KEYPORT_DEFAULT_MAX_OUTPUT_TOKENS',
+  usageJournal: 'KEYPORT_USAGE_JOURNAL',
+  usageJournalSyncMs: 'KEYPORT_USAGE_JOURNAL_SYNC_MS',
+  defaultPlan: 'KEYPORT_DEFAULT_PLAN',
+  trialCreditCents: 'KEYPORT_TRIAL_CREDIT_CENTS',
+  trialDays: 'KEYPORT_TRIAL_DAYS',
+  invoiceDueDays: 'KEYPORT_INVOICE_DUE_DAYS',
+  invoiceIssuer: 'KEYPORT_INVOICE_ISSUER',
 };
 
 /**

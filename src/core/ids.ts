@@ -8,6 +8,10 @@ const ID_PREFIXES = {
   serviceAccount: 'svc_acct_',
   apiKey: 'key_',
   request: 'req_',
+  price: 'price_',
+  creditGrant: 'credit_',
+  invoice: 'inv_',
+  payment: 'pay_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

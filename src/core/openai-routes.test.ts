@@ -45,6 +45,23 @@ describe('OpenAI route table', () => {
     expect(ruleFor('GET', '/responses/resp_1')?.metered).toBeUndefined();
   });
 
+  it('reports each model endpoint under its Usage API family', () => {
+    expect(ruleFor('POST', '/chat/completions')?.kind).toBe('completions');
+    expect(ruleFor('POST', '/responses')?.kind).toBe('completions');
+    expect(ruleFor('POST', '/completions')?.kind).toBe('completions');
+    expect(ruleFor('POST', '/embeddings')?.kind).toBe('embeddings');
+    expect(ruleFor('POST', '/moderations')?.kind).toBe('moderations');
+    expect(ruleFor('POST', '/images/generations')?.kind).toBe('images');
+    expect(ruleFor('POST', '/images/edits')?.kind).toBe('images');
+    expect(ruleFor('POST', '/audio/speech')?.kind).toBe('audio_speeches');
+    expect(ruleFor('POST', '/audio/transcriptions')?.kind).toBe('audio_transcriptions');
+    expect(ruleFor('POST', '/audio/translations')?.kind).toBe('audio_transcriptions');
+    expect(ruleFor('GET', '/files')?.kind).toBeUndefined();
+    // The permission is unchanged by the split rows.
+    expect(ruleFor('POST', '/audio/speech')).toMatchObject({ resource: 'audio', access: 'write' });
+    expect(ruleFor('DELETE', '/images/x')).toMatchObject({ resource: 'images', access: 'write' });
+  });
+
   it('has no rule for paths outside the table (they are not proxied)', () => {
     for (const path of ['/organization/projects', '/realtime', '/', '/modelsx', '/chat', '/embeddingsfoo']) {
       expect(ruleFor('POST', path)).toBeUndefined();

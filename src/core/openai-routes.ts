@@ -10,6 +10,8 @@ export interface RouteRule {
   access: Access;
   /** Usage of these endpoints is metered from the response (`usage`) and, for streams, the SSE events. */
   metered?: 'chat' | 'completions' | 'embeddings' | 'responses';
+  /** The Usage API family its requests are reported under (`other` when absent). */
+  kind?: 'completions' | 'embeddings' | 'moderations' | 'images' | 'audio_speeches' | 'audio_transcriptions';
 }
 
 type Method = 'GET' | 'POST' | 'DELETE';
@@ -19,15 +21,35 @@ const TABLE: [Method | '*', string, RouteRule][] = [
   ['GET', '/models', { resource: 'model', access: 'read' }],
   ['GET', '/models/**', { resource: 'model', access: 'read' }],
   ['DELETE', '/models/**', { resource: 'model', access: 'write' }],
-  ['POST', '/chat/completions', { resource: 'chat.completions', access: 'write', metered: 'chat' }],
+  [
+    'POST',
+    '/chat/completions',
+    { resource: 'chat.completions', access: 'write', metered: 'chat', kind: 'completions' },
+  ],
   ['GET', '/chat/completions**', { resource: 'chat.completions', access: 'read' }],
   ['*', '/chat/completions/**', { resource: 'chat.completions', access: 'write' }],
-  ['POST', '/completions', { resource: 'completions', access: 'write', metered: 'completions' }],
-  ['POST', '/embeddings', { resource: 'embeddings', access: 'write', metered: 'embeddings' }],
-  ['POST', '/moderations', { resource: 'moderations', access: 'write' }],
+  [
+    'POST',
+    '/completions',
+    { resource: 'completions', access: 'write', metered: 'completions', kind: 'completions' },
+  ],
+  [
+    'POST',
+    '/embeddings',
+    { resource: 'embeddings', access: 'write', metered: 'embeddings', kind: 'embeddings' },
+  ],
+  ['POST', '/moderations', { resource: 'moderations', access: 'write', kind: 'moderations' }],
+  ['POST', '/images/**', { resource: 'images', access: 'write', kind: 'images' }],
   ['*', '/images/**', { resource: 'images', access: 'write' }],
+  ['POST', '/audio/speech', { resource: 'audio', access: 'write', kind: 'audio_speeches' }],
+  ['POST', '/audio/transcriptions', { resource: 'audio', access: 'write', kind: 'audio_transcriptions' }],
+  ['POST', '/audio/translations', { resource: 'audio', access: 'write', kind: 'audio_transcriptions' }],
   ['*', '/audio/**', { resource: 'audio', access: 'write' }],
-  ['POST', '/responses', { resource: 'responses', access: 'write', metered: 'responses' }],
+  [
+    'POST',
+    '/responses',
+    { resource: 'responses', access: 'write', metered: 'responses', kind: 'completions' },
+  ],
   ['POST', '/responses/input_tokens', { resource: 'responses', access: 'read' }],
   ['GET', '/responses/**', { resource: 'responses', access: 'read' }],
   ['*', '/responses/**', { resource: 'responses', access: 'write' }],

@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
+import { pipeline, Transform } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { request as upstreamRequest } from 'undici';
 import { ApiError, badRequest } from '../core/errors.ts';
@@ -15,7 +16,7 @@ import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFou
 import { headersForClient, headersForUpstream } from './http-headers.ts';
 import { countPromptTokens, countTokens } from './token-count.ts';
 import type { Upstream } from './upstreams.ts';
-import { parseJson, SseUsageTap, type TokenUsage, usageFrom } from './usage.ts';
+import { parseJson, SseUsageTap, type TokenUsage, unitsFrom, usageFrom } from './usage.ts';
 
 interface GatewayBody {
   raw: Buffer;
@@ -213,24 +214,38 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
       );
     }
     let tokens: TokenUsage | undefined;
-    if (rule.metered && response.statusCode < 400) {
+    let units = 0;
+    if (response.statusCode < 400 && (rule.metered || rule.kind)) {
       const parsed = parseJson(buffer.toString('utf8'));
-      tokens = usageFrom(rule.metered, parsed);
-      if (!tokens) {
+      if (rule.metered) {
+        tokens = usageFrom(rule.metered, parsed);
+        if (!tokens) {
+          usage.estimated = true;
+          tokens = estimateFromBody(rule.metered, body, parsed);
+        }
+      } else if (rule.kind === 'moderations') {
+        // OpenAI reports moderation input tokens; the response carries none, so they are counted here.
         usage.estimated = true;
-        tokens = estimateFromBody(rule.metered, body, parsed);
+        tokens = { inputTokens: countPromptTokens(body?.json), cachedTokens: 0, outputTokens: 0 };
+      } else {
+        units = unitsFrom(rule.kind, body?.json, parsed);
       }
     }
-    usage.record(response.statusCode, tokens);
+    // Recorded before the body is sent: a client that got its answer has a usage record.
+    usage.record(response.statusCode, tokens, units);
     return reply.status(response.statusCode).headers(headers).send(buffer);
   }
 
-  // Anything else (audio, file contents): streamed through untouched. 'close' also fires when the
-  // client goes away mid-body, which must still end the request's concurrency lease.
+  // Anything else (speech audio, file contents): streamed through untouched but for its last chunk,
+  // held until the usage is recorded. 'close' also fires when the client goes away mid-body, which
+  // must still end the request's concurrency lease.
+  const units = response.statusCode < 400 ? unitsFrom(rule.kind, body?.json, undefined) : 0;
   reply.raw.once('close', () =>
-    usage.record(reply.raw.writableFinished ? response.statusCode : 499, undefined),
+    usage.record(reply.raw.writableFinished ? response.statusCode : 499, undefined, units),
   );
-  return reply.status(response.statusCode).headers(headers).send(response.body);
+  const passed = holdLastChunk(() => usage.record(response.statusCode, undefined, units));
+  pipeline(response.body, passed, () => {});
+  return reply.status(response.statusCode).headers(headers).send(passed);
 }
 
 async function streamEvents(
@@ -265,8 +280,6 @@ async function streamEvents(
     outcome = aborted.aborted || res.destroyed ? 'client-gone' : 'upstream-broke';
   }
   if (res.destroyed && outcome === 'complete') outcome = 'client-gone';
-  if (outcome === 'complete') res.end();
-  else res.destroy(); // the client must see a broken stream as broken, not as a clean end
 
   let tokens = tap.usage;
   if (!tokens || outcome !== 'complete') {
@@ -278,7 +291,15 @@ async function streamEvents(
     };
   }
   const status = outcome === 'client-gone' ? 499 : outcome === 'upstream-broke' ? 502 : response.statusCode;
+  // Recorded before the stream's terminal event goes out: a client that saw the end has a record.
   usage.record(status, tokens);
+  if (outcome === 'complete') {
+    const terminal = tap.release();
+    if (terminal.length > 0) res.write(terminal);
+    res.end();
+  } else {
+    res.destroy(); // the client must see a broken stream as broken, not as a clean end
+  }
   usage.log(status);
 }
 
@@ -310,6 +331,28 @@ function drained(res: ServerResponse): Promise<void> {
   });
 }
 
+const NO_TOKENS: TokenUsage = { inputTokens: 0, cachedTokens: 0, outputTokens: 0 };
+const NO_COST = { input: 0, cached: 0, output: 0, units: 0, total: 0 };
+
+/**
+ * Passes a body through one chunk behind, so that its end can wait for `beforeEnd` (the usage
+ * record): the client cannot have the whole body before the request is recorded.
+ */
+function holdLastChunk(beforeEnd: () => void): Transform {
+  let held: Buffer | undefined;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      const previous = held;
+      held = chunk;
+      done(null, previous);
+    },
+    flush(done) {
+      beforeEnd();
+      done(null, held);
+    },
+  });
+}
+
 /** One usage event per request that reached an upstream. */
 class UsageCapture {
   estimated = false;
@@ -326,15 +369,19 @@ class UsageCapture {
     private readonly admission: Admission | undefined,
   ) {}
 
-  record(status: number, tokens: TokenUsage | undefined): void {
+  record(status: number, tokens: TokenUsage | undefined, units = 0): void {
     if (this.#recorded) return;
     this.#recorded = true;
     const { key, organization, project } = this.principal;
-    const cost = tokens ? this.services.prices.costOf(this.model, tokens) : 0;
-    if (this.admission) this.services.enforcer.settle(this.admission, tokens, cost);
+    const now = Date.now();
+    const cost =
+      tokens || units > 0
+        ? this.services.prices.costOf(this.model, { ...(tokens ?? NO_TOKENS), units }, now)
+        : NO_COST;
+    if (this.admission) this.services.enforcer.settle(this.admission, tokens, cost.total);
     this.services.usage.record({
       requestId: this.request.id,
-      createdAt: new Date(),
+      createdAt: new Date(now),
       organizationId: organization.id,
       projectId: project?.id ?? null,
       apiKeyId: key.id,
@@ -344,15 +391,21 @@ class UsageCapture {
       endpoint: `/v1${this.request.gatewayPath}`,
       model: this.model ?? null,
       upstream: this.upstream.name,
+      kind: this.request.gatewayRule.kind ?? 'other',
       inputTokens: tokens?.inputTokens ?? 0,
       cachedTokens: tokens?.cachedTokens ?? 0,
       outputTokens: tokens?.outputTokens ?? 0,
+      units,
       status,
       latencyMs: Math.round(performance.now() - this.started),
       clientIp: this.request.ip ?? null,
       streamed: this.streamed,
       estimated: this.estimated,
-      costNanoUsd: cost,
+      costNanoUsd: cost.total,
+      costInputNanoUsd: cost.input,
+      costCachedNanoUsd: cost.cached,
+      costOutputNanoUsd: cost.output,
+      costUnitsNanoUsd: cost.units,
     });
   }
 

@@ -16,6 +16,8 @@ describe('SseUsageTap', () => {
       let out = '';
       for (let i = 0; i < bytes.length; i += size) out += tap.push(bytes.subarray(i, i + size));
       out += tap.end();
+      expect(out).toBe(stream.replace('data: [DONE]\n\n', '')); // held back until the usage is recorded
+      out += tap.release();
       expect(out).toBe(stream);
       expect(tap.usage).toEqual({ inputTokens: 5, cachedTokens: 0, outputTokens: 2 });
     }
@@ -29,7 +31,7 @@ describe('SseUsageTap', () => {
 
   it('drops the usage-only chunk and the null usage fields when the client did not ask', () => {
     const tap = new SseUsageTap('chat', true);
-    const out = tap.push(encode(`${chunk('Hi') + usageChunk}data: [DONE]\n\n`)) + tap.end();
+    const out = tap.push(encode(`${chunk('Hi') + usageChunk}data: [DONE]\n\n`)) + tap.end() + tap.release();
     expect(out).toBe(
       'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: [DONE]\n\n',
     );
@@ -53,5 +55,21 @@ describe('SseUsageTap', () => {
     );
     expect(tap.usage).toEqual({ inputTokens: 3, cachedTokens: 1, outputTokens: 4 });
     expect(tap.outputText()).toBe('Hi');
+  });
+
+  it('holds back only the terminal event, until released', () => {
+    const chat = new SseUsageTap('chat', false);
+    expect(chat.push(encode(`${chunk('a')}data: [DONE]\n\n`))).toBe(chunk('a'));
+    expect(chat.end()).toBe('');
+    expect(chat.release()).toBe('data: [DONE]\n\n');
+    expect(chat.release()).toBe('');
+
+    const responses = new SseUsageTap('responses', false);
+    const delta =
+      'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"Hi"}\n\n';
+    const completed =
+      'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":1}}}\n\n';
+    expect(responses.push(encode(delta + completed))).toBe(delta);
+    expect(responses.release()).toBe(completed);
   });
 });

@@ -48,6 +48,11 @@ export class SseUsageTap {
   readonly payloads: string[] = [];
   #decoder = new TextDecoder();
   #partial = '';
+  /**
+   * The stream's terminal event (`[DONE]`, or a Responses stream's `response.completed`), held
+   * back until the usage is recorded: a client that has seen the end of the stream has a record.
+   */
+  #terminal = '';
 
   constructor(
     private readonly metered: Metered,
@@ -75,16 +80,27 @@ export class SseUsageTap {
     return rest.length > 0 ? this.#pass(rest) : '';
   }
 
+  /** The held terminal event, once the usage is recorded. */
+  release(): string {
+    const terminal = this.#terminal;
+    this.#terminal = '';
+    return terminal;
+  }
+
   /** The event as the client should see it: as is, without the usage we asked for, or nothing. */
   #pass(event: string): string {
-    if (!this.#keep(event)) return '';
+    const data = dataOf(event);
+    if (!this.#keep(data)) return '';
+    if (data !== undefined && isTerminal(this.metered, data)) {
+      this.#terminal += event;
+      return '';
+    }
     // Asking for usage makes the upstream add `"usage":null` to every chunk; a client that did not
     // ask must see the chunks it would have got without us.
     return this.dropUsageChunk && event.includes('"usage"') ? event.replace(NULL_USAGE, '') : event;
   }
 
-  #keep(event: string): boolean {
-    const data = dataOf(event);
+  #keep(data: string | undefined): boolean {
     if (data === undefined || data === '[DONE]') return true;
     this.payloads.push(data);
     if (this.metered === 'responses') {
@@ -127,6 +143,11 @@ export class SseUsageTap {
 
 const NULL_USAGE = /,\s*"usage"\s*:\s*null(?=\s*[,}])/g;
 
+function isTerminal(metered: Metered, data: string): boolean {
+  if (metered === 'responses') return /"type"\s*:\s*"response\.(completed|incomplete|failed)"/.test(data);
+  return data === '[DONE]';
+}
+
 /** Index just past the blank line that ends the first complete event, or -1. */
 function eventEnd(text: string): number {
   const lf = text.indexOf('\n\n');
@@ -146,6 +167,35 @@ function dataOf(event: string): string | undefined {
   }
   return data;
 }
+
+/**
+ * What the endpoints billed by the unit used: images made (the response's `data`), characters
+ * spoken (the request's `input`), seconds transcribed (the response's `usage.seconds` or
+ * `duration`). 0 when the response does not say (a transcription asked for as plain text).
+ */
+export function unitsFrom(
+  kind: RouteRule['kind'],
+  request: Record<string, unknown> | undefined,
+  response: unknown,
+): number {
+  const body = (typeof response === 'object' && response !== null ? response : {}) as {
+    data?: unknown;
+    usage?: { seconds?: unknown } | null;
+    duration?: unknown;
+  };
+  switch (kind) {
+    case 'images':
+      return Array.isArray(body.data) ? body.data.length : 0;
+    case 'audio_speeches':
+      return typeof request?.input === 'string' ? [...request.input].length : 0;
+    case 'audio_transcriptions':
+      return Math.ceil(positive(body.usage?.seconds) || positive(body.duration));
+    default:
+      return 0;
+  }
+}
+
+const positive = (value: unknown): number => (typeof value === 'number' && value > 0 ? value : 0);
 
 /** JSON.parse that answers `undefined` for anything that is not JSON. */
 export function parseJson(text: string): unknown {

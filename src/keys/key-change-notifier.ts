@@ -1,30 +1,52 @@
 /**
- * Tells every instance's verifier that keys changed (and the limits cache that an organization's
- * limits changed). In-process it just invalidates the local caches; on PostgreSQL it also
- * broadcasts with NOTIFY so other instances drop theirs within moments rather than after the TTL.
+ * Tells every instance's verifier that keys changed, and other caches that what they hold changed
+ * (topics: an organization's limits, the price list, an organization's billing). In-process it
+ * just invalidates the local caches; on PostgreSQL it also broadcasts with NOTIFY so other
+ * instances drop theirs within moments rather than after the TTL.
  */
 import type pg from 'pg';
 import type { KeyVerifier } from './verify-key.ts';
+
+/** Caches other than the key cache; the id says what changed (`*`: everything). */
+export const TOPICS = ['limits', 'prices', 'billing'] as const;
+export type Topic = (typeof TOPICS)[number];
+type Listener = (id: string) => void;
+
+const CHANNEL = 'keyport_key_changes';
+const ALL = '*';
 
 export interface KeyChangeNotifier {
   keyChanged(keyId: string): Promise<void>;
   /** Many keys at once: a project archived, its IP allow-list changed. */
   allChanged(): Promise<void>;
-  /** An organization's rate limits, budgets or spend alerts changed. */
-  limitsChanged(organizationId: string): Promise<void>;
-  /** Who drops cached limits (set once the limits cache exists). */
-  onLimitsChanged(listener: (organizationId: string) => void): void;
+  /** Something under `topic` changed (an organization's limits: its id). */
+  changed(topic: Topic, id: string): Promise<void>;
+  /** Who drops the topic's cache. */
+  on(topic: Topic, listener: Listener): void;
   close(): Promise<void>;
 }
 
-export class LocalKeyChangeNotifier implements KeyChangeNotifier {
-  #limitsListener: (organizationId: string) => void = () => {};
-  constructor(private readonly verifier: KeyVerifier) {}
-  onLimitsChanged(listener: (organizationId: string) => void): void {
-    this.#limitsListener = listener;
+class TopicListeners {
+  readonly #listeners = new Map<Topic, Listener[]>();
+  add(topic: Topic, listener: Listener): void {
+    this.#listeners.set(topic, [...(this.#listeners.get(topic) ?? []), listener]);
   }
-  async limitsChanged(organizationId: string): Promise<void> {
-    this.#limitsListener(organizationId);
+  emit(topic: Topic, id: string): void {
+    for (const listener of this.#listeners.get(topic) ?? []) listener(id);
+  }
+  emitAll(): void {
+    for (const topic of TOPICS) this.emit(topic, ALL);
+  }
+}
+
+export class LocalKeyChangeNotifier implements KeyChangeNotifier {
+  readonly #topics = new TopicListeners();
+  constructor(private readonly verifier: KeyVerifier) {}
+  on(topic: Topic, listener: Listener): void {
+    this.#topics.add(topic, listener);
+  }
+  async changed(topic: Topic, id: string): Promise<void> {
+    this.#topics.emit(topic, id);
   }
   async keyChanged(keyId: string): Promise<void> {
     this.verifier.invalidateKey(keyId);
@@ -35,15 +57,13 @@ export class LocalKeyChangeNotifier implements KeyChangeNotifier {
   async close(): Promise<void> {}
 }
 
-const CHANNEL = 'keyport_key_changes';
-const ALL = '*';
-/** Payload prefix for "this organization's limits changed" (key ids never start with it). */
-const LIMITS = 'limits:';
+/** A topic's payload is `<topic>:<id>`; key ids never contain a colon. */
+const TOPIC_PAYLOAD = /^(limits|prices|billing):(.*)$/s;
 
 export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
   #listener: pg.PoolClient | undefined;
   #closed = false;
-  #limitsListener: (organizationId: string) => void = () => {};
+  readonly #topics = new TopicListeners();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -61,8 +81,9 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
     const client = await this.pool.connect();
     client.on('notification', (message) => {
       if (message.channel !== CHANNEL) return;
+      const topic = message.payload ? TOPIC_PAYLOAD.exec(message.payload) : null;
       if (message.payload === ALL || !message.payload) this.verifier.invalidateAll();
-      else if (message.payload.startsWith(LIMITS)) this.#limitsListener(message.payload.slice(LIMITS.length));
+      else if (topic) this.#topics.emit(topic[1] as Topic, topic[2]!);
       else this.verifier.invalidateKey(message.payload);
     });
     client.on('error', (error) => {
@@ -71,7 +92,7 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
       client.release(true);
       this.#listener = undefined;
       this.verifier.invalidateAll();
-      this.#limitsListener(ALL);
+      this.#topics.emitAll();
       if (!this.#closed) setTimeout(() => void this.listen().catch(this.onError), 1000).unref();
     });
     await client.query(`LISTEN ${CHANNEL}`);
@@ -88,13 +109,13 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
     await this.pool.query('select pg_notify($1, $2)', [CHANNEL, ALL]);
   }
 
-  onLimitsChanged(listener: (organizationId: string) => void): void {
-    this.#limitsListener = listener;
+  on(topic: Topic, listener: Listener): void {
+    this.#topics.add(topic, listener);
   }
 
-  async limitsChanged(organizationId: string): Promise<void> {
-    this.#limitsListener(organizationId);
-    await this.pool.query('select pg_notify($1, $2)', [CHANNEL, LIMITS + organizationId]);
+  async changed(topic: Topic, id: string): Promise<void> {
+    this.#topics.emit(topic, id);
+    await this.pool.query('select pg_notify($1, $2)', [CHANNEL, `${topic}:${id}`]);
   }
 
   async close(): Promise<void> {

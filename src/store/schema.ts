@@ -9,6 +9,7 @@ import {
   index,
   integer,
   jsonb,
+  numeric,
   pgTable,
   primaryKey,
   text,
@@ -23,6 +24,11 @@ const nullableTime = (name: string) => timestamp(name, { withTimezone: true, mod
 export const organizations = pgTable('organizations', {
   id: text('id').primaryKey(),
   name: text('name').notNull(),
+  /**
+   * The instance operator's organization (the first one, made by `keyport init`): its admin keys
+   * also set model prices, grant credits and record payments for every organization.
+   */
+  isOperator: boolean('is_operator').notNull().default(false),
   createdAt: createdAt(),
 });
 
@@ -175,6 +181,15 @@ export const usageEvents = pgTable(
     estimated: boolean('estimated').notNull().default(false),
     /** What the request cost at the model's price when it was made, in billionths of a dollar. */
     costNanoUsd: bigint('cost_nano_usd', { mode: 'number' }).notNull().default(0),
+    /** The Usage API family: completions, embeddings, moderations, images, audio_speeches, … */
+    kind: text('kind').notNull().default('other'),
+    /** Images generated, characters spoken or seconds transcribed (per `kind`); 0 otherwise. */
+    units: bigint('units', { mode: 'number' }).notNull().default(0),
+    /** `cost_nano_usd` split into its line items: uncached input, cached input, output, units. */
+    costInputNanoUsd: bigint('cost_input_nano_usd', { mode: 'number' }).notNull().default(0),
+    costCachedNanoUsd: bigint('cost_cached_nano_usd', { mode: 'number' }).notNull().default(0),
+    costOutputNanoUsd: bigint('cost_output_nano_usd', { mode: 'number' }).notNull().default(0),
+    costUnitsNanoUsd: bigint('cost_units_nano_usd', { mode: 'number' }).notNull().default(0),
   },
   (t) => [
     index('usage_events_org_time').on(t.organizationId, t.createdAt),
@@ -184,6 +199,211 @@ export const usageEvents = pgTable(
 );
 
 export type UsageEventRow = typeof usageEvents.$inferSelect;
+
+/** The widths usage is rolled up at; every bucket starts at a multiple of its width in UTC. */
+export const ROLLUP_WIDTHS = ['1m', '1h', '1d'] as const;
+export type RollupWidth = (typeof ROLLUP_WIDTHS)[number];
+
+/**
+ * Usage summed per bucket (minute, hour, day) and per project, key, user, model and kind, written
+ * in the same statement as the events it sums (only events inserted, never duplicates), so the
+ * Usage and Costs APIs, budgets and invoices read a few rows instead of millions. Null ids are
+ * stored as '' (they are part of the key).
+ */
+export const usageRollups = pgTable(
+  'usage_rollups',
+  {
+    width: text('width', { enum: ROLLUP_WIDTHS }).notNull(),
+    bucketStart: timestamp('bucket_start', { withTimezone: true, mode: 'date' }).notNull(),
+    organizationId: text('organization_id').notNull(),
+    projectId: text('project_id').notNull(),
+    apiKeyId: text('api_key_id').notNull(),
+    /** The key owner's user id, or the service account's id. */
+    userId: text('user_id').notNull(),
+    model: text('model').notNull(),
+    kind: text('kind').notNull(),
+    requests: bigint('requests', { mode: 'number' }).notNull(),
+    /** Requests the upstream refused or failed (status ≥ 400) and that used no tokens. */
+    errors: bigint('errors', { mode: 'number' }).notNull(),
+    inputTokens: bigint('input_tokens', { mode: 'number' }).notNull(),
+    cachedTokens: bigint('cached_tokens', { mode: 'number' }).notNull(),
+    outputTokens: bigint('output_tokens', { mode: 'number' }).notNull(),
+    units: bigint('units', { mode: 'number' }).notNull(),
+    costInputNanoUsd: bigint('cost_input_nano_usd', { mode: 'number' }).notNull(),
+    costCachedNanoUsd: bigint('cost_cached_nano_usd', { mode: 'number' }).notNull(),
+    costOutputNanoUsd: bigint('cost_output_nano_usd', { mode: 'number' }).notNull(),
+    costUnitsNanoUsd: bigint('cost_units_nano_usd', { mode: 'number' }).notNull(),
+  },
+  (t) => [
+    primaryKey({
+      columns: [t.width, t.organizationId, t.bucketStart, t.projectId, t.apiKeyId, t.userId, t.model, t.kind],
+    }),
+  ],
+);
+
+/**
+ * Model prices, USD per 1M tokens (and per unit for images, characters, seconds), effective from
+ * a moment: a price change is a new row, so what past requests cost never changes. A request is
+ * priced by the row matching its model (an exact name before a glob) with the latest
+ * `effective_from` not after the request; config-file prices and OpenAI's list prices come after.
+ */
+export const modelPrices = pgTable(
+  'model_prices',
+  {
+    id: text('id').primaryKey(),
+    /** A model name or a glob (`llama-*`). */
+    model: text('model').notNull(),
+    input: numeric('input_usd_per_1m', { mode: 'number' }).notNull(),
+    cachedInput: numeric('cached_input_usd_per_1m', { mode: 'number' }),
+    output: numeric('output_usd_per_1m', { mode: 'number' }).notNull(),
+    /** USD per image, per character (speech) or per second (transcription). */
+    unit: numeric('unit_usd', { mode: 'number' }),
+    effectiveFrom: timestamp('effective_from', { withTimezone: true, mode: 'date' }).notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('model_prices_model_from').on(t.model, t.effectiveFrom)],
+);
+
+export const BILLING_PLANS = ['free_trial', 'pay_as_you_go', 'prepaid'] as const;
+export type BillingPlan = (typeof BILLING_PLANS)[number];
+
+/** An organization's plan and billing details; created with defaults when first needed. */
+export const billingAccounts = pgTable('billing_accounts', {
+  organizationId: text('organization_id')
+    .primaryKey()
+    .references(() => organizations.id),
+  /** free_trial and prepaid stop at zero credit; pay_as_you_go is invoiced monthly. */
+  plan: text('plan', { enum: BILLING_PLANS }).notNull(),
+  billingName: text('billing_name'),
+  billingEmail: text('billing_email'),
+  /** Postal address lines, as entered. */
+  billingAddress: text('billing_address').array().notNull().default(sql`'{}'::text[]`),
+  taxId: text('tax_id'),
+  createdAt: createdAt(),
+  updatedAt: createdAt('updated_at'),
+});
+
+/**
+ * Credit: a trial grant, a prepaid top-up, a promotion or an adjustment. Usage draws on the
+ * grant that expires first; what a grant still holds is `remaining`, kept exact in nano-USD.
+ */
+export const creditGrants = pgTable(
+  'credit_grants',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    kind: text('kind', { enum: ['trial', 'top_up', 'promotion', 'adjustment'] }).notNull(),
+    amountNanoUsd: bigint('amount_nano_usd', { mode: 'number' }).notNull(),
+    remainingNanoUsd: bigint('remaining_nano_usd', { mode: 'number' }).notNull(),
+    note: text('note'),
+    /** The payment that bought it (top-ups). */
+    paymentId: text('payment_id'),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+    expiresAt: nullableTime('expires_at'),
+    voidedAt: nullableTime('voided_at'),
+  },
+  (t) => [index('credit_grants_org').on(t.organizationId, t.createdAt)],
+);
+
+/** How much of each grant usage drew in each billing month (credits applied on invoices). */
+export const creditDraws = pgTable(
+  'credit_draws',
+  {
+    grantId: text('grant_id')
+      .notNull()
+      .references(() => creditGrants.id),
+    organizationId: text('organization_id').notNull(),
+    monthStart: timestamp('month_start', { withTimezone: true, mode: 'date' }).notNull(),
+    amountNanoUsd: bigint('amount_nano_usd', { mode: 'number' }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.grantId, t.monthStart] }),
+    index('credit_draws_org_month').on(t.organizationId, t.monthStart),
+  ],
+);
+
+/** A month's invoice: usage per project and model in cents, credits applied, what is due. */
+export const invoices = pgTable(
+  'invoices',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    /** `KP-2026-11-0001`: the month, then a sequence within it. */
+    number: text('number').notNull(),
+    periodStart: timestamp('period_start', { withTimezone: true, mode: 'date' }).notNull(),
+    periodEnd: timestamp('period_end', { withTimezone: true, mode: 'date' }).notNull(),
+    status: text('status', { enum: ['open', 'paid', 'void'] }).notNull(),
+    currency: text('currency').notNull().default('USD'),
+    subtotalCents: bigint('subtotal_cents', { mode: 'number' }).notNull(),
+    creditsCents: bigint('credits_cents', { mode: 'number' }).notNull(),
+    totalCents: bigint('total_cents', { mode: 'number' }).notNull(),
+    /** The billing details when it was issued (they may change later). */
+    billTo: jsonb('bill_to').notNull(),
+    issuedAt: createdAt('issued_at'),
+    dueAt: nullableTime('due_at'),
+    paidAt: nullableTime('paid_at'),
+    voidedAt: nullableTime('voided_at'),
+  },
+  (t) => [
+    uniqueIndex('invoices_number').on(t.number),
+    // One live invoice per organization and month, however many instances try to issue it.
+    uniqueIndex('invoices_org_period_live').on(t.organizationId, t.periodStart).where(sql`status <> 'void'`),
+  ],
+);
+
+export const invoiceLines = pgTable(
+  'invoice_lines',
+  {
+    invoiceId: text('invoice_id')
+      .notNull()
+      .references(() => invoices.id),
+    position: integer('position').notNull(),
+    projectId: text('project_id').notNull(),
+    model: text('model').notNull(),
+    /** `input`, `cached input`, `output`, or the unit (`images`, …). */
+    item: text('item').notNull(),
+    quantity: bigint('quantity', { mode: 'number' }).notNull(),
+    quantityUnit: text('quantity_unit').notNull(),
+    amountCents: bigint('amount_cents', { mode: 'number' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.invoiceId, t.position] })],
+);
+
+/** Money received: for an invoice, or a prepaid top-up (which grants credit). */
+export const payments = pgTable(
+  'payments',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    invoiceId: text('invoice_id').references(() => invoices.id),
+    amountCents: bigint('amount_cents', { mode: 'number' }).notNull(),
+    currency: text('currency').notNull().default('USD'),
+    /** The payment provider: `manual` (recorded by the operator) today. */
+    provider: text('provider').notNull(),
+    /** What the provider calls it: a bank reference, a charge id. */
+    reference: text('reference'),
+    method: text('method'),
+    status: text('status', { enum: ['succeeded', 'refunded'] }).notNull(),
+    createdBy: text('created_by').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('payments_org_created').on(t.organizationId, t.createdAt, t.id)],
+);
+
+export type ModelPriceRow = typeof modelPrices.$inferSelect;
+export type BillingAccountRow = typeof billingAccounts.$inferSelect;
+export type CreditGrantRow = typeof creditGrants.$inferSelect;
+export type InvoiceRow = typeof invoices.$inferSelect;
+export type InvoiceLineRow = typeof invoiceLines.$inferSelect;
+export type PaymentRow = typeof payments.$inferSelect;
 
 /** Who a limit or budget applies to. */
 export const LIMIT_SCOPES = ['organization', 'project', 'api_key'] as const;

@@ -4,11 +4,9 @@
  * period's spend, enforcement and bounds (in the configured billing time zone); validation and
  * isolation.
  */
-import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import { ConversationCursorPage } from 'openai/pagination';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { insertUsageEvents } from '../../src/billing/usage-recorder.ts';
 import { periodBounds } from '../../src/core/periods.ts';
 import { NANO_USD_PER_CENT } from '../../src/core/pricing.ts';
 import {
@@ -21,6 +19,7 @@ import {
 } from '../helpers/admin-api.ts';
 import { backends } from '../helpers/stores.ts';
 import { createTestApp, type TestApp } from '../helpers/test-app.ts';
+import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
 interface Budget {
   object: 'organization.budget';
@@ -70,29 +69,14 @@ describe.each(backends)('budgets (%s)', (backend) => {
   };
 
   async function spend(projectId: string, keyId: string, usage: { cents?: number; tokens?: number }) {
-    await insertUsageEvents(t.services.store.db, [
-      {
-        requestId: `req_${randomUUID().replaceAll('-', '')}`,
-        createdAt: new Date(),
+    await storeUsage(t.services.store.db, [
+      usageEvent({
         organizationId: t.instance.organization.id,
         projectId,
         apiKeyId: keyId,
-        userId: null,
-        serviceAccountId: null,
-        method: 'POST',
-        endpoint: '/v1/chat/completions',
-        model: 'mock-gpt-4o',
-        upstream: 'mock',
         inputTokens: usage.tokens ?? 0,
-        cachedTokens: 0,
-        outputTokens: 0,
-        status: 200,
-        latencyMs: 5,
-        clientIp: null,
-        streamed: false,
-        estimated: false,
         costNanoUsd: Math.round((usage.cents ?? 0) * NANO_USD_PER_CENT),
-      },
+      }),
     ]);
   }
 

@@ -3,10 +3,8 @@
  * exact shapes, validation, isolation, and `enforcement.status` following the month's spend (from
  * usage records, as the gateway counts it, and from a stubbed spend reader).
  */
-import { randomUUID } from 'node:crypto';
 import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { insertUsageEvents } from '../../src/billing/usage-recorder.ts';
 import { NANO_USD_PER_CENT } from '../../src/core/pricing.ts';
 import {
   adminRequest,
@@ -18,6 +16,7 @@ import {
 } from '../helpers/admin-api.ts';
 import { backends } from '../helpers/stores.ts';
 import { createTestApp, type TestApp } from '../helpers/test-app.ts';
+import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
 const ADMIN = { __security: { adminAPIKeyAuth: true } } as const;
 
@@ -32,29 +31,15 @@ describe.each(backends)('spend limits (%s)', (backend) => {
 
   /** Usage records of this month for a key of the project, costing `cents` in all. */
   async function spend(projectId: string, keyId: string, cents: number) {
-    await insertUsageEvents(t.services.store.db, [
-      {
-        requestId: `req_${randomUUID().replaceAll('-', '')}`,
-        createdAt: new Date(),
+    await storeUsage(t.services.store.db, [
+      usageEvent({
         organizationId: t.instance.organization.id,
         projectId,
         apiKeyId: keyId,
-        userId: null,
-        serviceAccountId: null,
-        method: 'POST',
-        endpoint: '/v1/chat/completions',
-        model: 'mock-gpt-4o',
-        upstream: 'mock',
         inputTokens: 1000,
-        cachedTokens: 0,
         outputTokens: 1000,
-        status: 200,
-        latencyMs: 5,
-        clientIp: null,
-        streamed: false,
-        estimated: false,
         costNanoUsd: cents * NANO_USD_PER_CENT,
-      },
+      }),
     ]);
   }
 

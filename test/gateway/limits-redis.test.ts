@@ -73,7 +73,7 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
       },
     );
     // On PostgreSQL the change reaches b through NOTIFY; these two share a PGlite, so tell b here.
-    await b.services.notifier.limitsChanged(a.instance.organization.id);
+    await b.services.notifier.changed('limits', a.instance.organization.id);
     const slow = a.request('POST', '/v1/chat/completions', {
       headers: {
         authorization: `Bearer ${key.secret}`,

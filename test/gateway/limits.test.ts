@@ -11,6 +11,7 @@ import { countPromptTokens } from '../../src/gateway/token-count.ts';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
 import { alerts } from '../../src/store/schema.ts';
 import { createTestGateway, refusal, sleep, type TestGateway, waitFor } from '../helpers/test-gateway.ts';
+import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
 const chat = (client: OpenAI, extra: Record<string, unknown> = {}) =>
   client.chat.completions.create({
@@ -402,30 +403,16 @@ describe('budgets on the gateway', () => {
     const key = await gw.createKey();
     const scope = { type: 'api_key' as const, id: key.key.id };
     // Spend the day already has, written by an earlier process.
-    const { insertUsageEvents } = await import('../../src/billing/usage-recorder.ts');
-    await insertUsageEvents(gw.services.store.db, [
-      {
+    await storeUsage(gw.services.store.db, [
+      usageEvent({
         requestId: `req_seed_${key.key.id}`,
         createdAt: new Date(clock - 1000),
         organizationId: org(),
         projectId: gw.instance.project.id,
         apiKeyId: key.key.id,
-        userId: null,
-        serviceAccountId: null,
-        method: 'POST',
-        endpoint: '/v1/chat/completions',
-        model: 'mock-gpt-4o',
-        upstream: 'mock',
         inputTokens: 600,
-        cachedTokens: 0,
         outputTokens: 400,
-        status: 200,
-        latencyMs: 5,
-        clientIp: '127.0.0.1',
-        streamed: false,
-        estimated: false,
-        costNanoUsd: 0,
-      },
+      }),
     ]);
     await gw.services.limits.setBudget(org(), { scope, metric: 'tokens', period: 'day', hardLimit: 1000 });
     const refused = await post(key);

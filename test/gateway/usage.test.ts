@@ -78,7 +78,14 @@ describe('usage events', () => {
       clientIp: '127.0.0.1',
       streamed: false,
       estimated: false,
-      costNanoUsd: 0, // a mock model has no price unless the operator sets one
+      kind: 'completions',
+      units: 0,
+      // A mock model has no price unless the operator sets one.
+      costNanoUsd: 0,
+      costInputNanoUsd: 0,
+      costCachedNanoUsd: 0,
+      costOutputNanoUsd: 0,
+      costUnitsNanoUsd: 0,
     });
     expect(event.inputTokens).toBeGreaterThan(0);
     expect(event.outputTokens).toBeGreaterThan(0);

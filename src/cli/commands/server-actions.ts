@@ -19,7 +19,11 @@ import type { InitOptions } from './server-commands.ts';
  * upstream, and logs go to stderr so that stdout stays the command's own (e.g. --json).
  */
 function oneShotServices(config: Config) {
-  return createServices({ ...config, mockUpstream: 'off' }, { logger: createLogger(config, process.stderr) });
+  return createServices(
+    // The journal is the serving process's; a one-shot command must not take it from a running server.
+    { ...config, mockUpstream: 'off', usageJournal: 'off' },
+    { logger: createLogger(config, process.stderr) },
+  );
 }
 
 const bootstrapInput = (options: InitOptions): BootstrapInput => ({

@@ -3,10 +3,10 @@ import { newId } from '../../core/ids.ts';
 import type { DbOrTx } from '../database.ts';
 import { organizationMembers, organizations, type UserRow, users } from '../schema.ts';
 
-export async function insertOrganization(db: DbOrTx, name: string) {
+export async function insertOrganization(db: DbOrTx, name: string, options: { isOperator?: boolean } = {}) {
   const [row] = await db
     .insert(organizations)
-    .values({ id: newId('organization'), name })
+    .values({ id: newId('organization'), name, isOperator: options.isOperator ?? false })
     .returning();
   return row!;
 }
