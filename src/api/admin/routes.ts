@@ -11,6 +11,7 @@ import { rateLimitsRoutes } from './rate-limits.ts';
 import { serviceAccountsRoutes } from './service-accounts.ts';
 import { spendAlertsRoutes } from './spend-alerts.ts';
 import { spendLimitsRoutes } from './spend-limits.ts';
+import { usageRoutes } from './usage.ts';
 
 export function registerAdminApi(services: Services) {
   return async (app: FastifyInstance) => {
@@ -25,5 +26,6 @@ export function registerAdminApi(services: Services) {
     spendLimitsRoutes(app, services);
     spendAlertsRoutes(app, services);
     budgetsRoutes(app, services);
+    usageRoutes(app, services);
   };
 }

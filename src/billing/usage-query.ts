@@ -1,0 +1,258 @@
+/**
+ * Reading usage back from the roll-ups: the Usage API's buckets, the Costs API's line items, and
+ * totals over any minute-aligned range (budgets, invoices, a key's own usage). A range is cut into
+ * the widest roll-ups that tile it (whole UTC days, then hours, then minutes at the edges), so a
+ * month is ~30 day rows per group however many requests it had.
+ */
+import { type SQL, sql } from 'drizzle-orm';
+import { NANO_USD_PER_USD } from '../core/pricing.ts';
+import type { DbOrTx } from '../store/database.ts';
+import { rowsOf } from '../store/rows.ts';
+import type { RollupWidth } from '../store/schema.ts';
+import type { UsageKind } from './usage-event.ts';
+
+export const WIDTH_MS: Record<RollupWidth, number> = { '1m': 60_000, '1h': 3_600_000, '1d': 86_400_000 };
+
+export interface RangePiece {
+  width: RollupWidth;
+  /** ms, inclusive; a multiple of the width. */
+  from: number;
+  /** ms, exclusive. */
+  to: number;
+}
+
+/** [start, end) as the fewest roll-up buckets; both ends must be whole minutes. */
+export function decompose(start: number, end: number): RangePiece[] {
+  if (start % 60_000 !== 0 || end % 60_000 !== 0)
+    throw new RangeError('usage ranges start and end on whole minutes');
+  const pieces: RangePiece[] = [];
+  const add = (width: RollupWidth, from: number, to: number) => {
+    if (to > from) pieces.push({ width, from, to });
+  };
+  const ceil = (t: number, w: number) => Math.ceil(t / w) * w;
+  const floor = (t: number, w: number) => Math.floor(t / w) * w;
+  const hour = WIDTH_MS['1h'];
+  const day = WIDTH_MS['1d'];
+  if (end <= start) return pieces;
+  const h0 = Math.min(ceil(start, hour), end);
+  const h1 = Math.max(floor(end, hour), h0);
+  add('1m', start, h0);
+  add('1m', h1, end);
+  if (h1 > h0) {
+    const d0 = Math.min(ceil(h0, day), h1);
+    const d1 = Math.max(floor(h1, day), d0);
+    add('1h', h0, d0);
+    add('1d', d0, d1);
+    add('1h', d1, h1);
+  }
+  return pieces;
+}
+
+/** Which rows: one organization, optionally one project or key, optionally some kinds. */
+export interface UsageScope {
+  organizationId: string;
+  projectId?: string | undefined;
+  apiKeyId?: string | undefined;
+  kinds?: readonly UsageKind[] | undefined;
+}
+
+export interface UsageTotals {
+  requests: number;
+  modelRequests: number;
+  inputTokens: number;
+  cachedTokens: number;
+  outputTokens: number;
+  units: number;
+  /** nano-USD. */
+  cost: number;
+}
+
+const TOTALS = sql`
+  coalesce(sum(requests), 0) as requests,
+  coalesce(sum(requests - errors), 0) as model_requests,
+  coalesce(sum(input_tokens), 0) as input_tokens,
+  coalesce(sum(cached_tokens), 0) as cached_tokens,
+  coalesce(sum(output_tokens), 0) as output_tokens,
+  coalesce(sum(units), 0) as units,
+  coalesce(sum(cost_input_nano_usd + cost_cached_nano_usd + cost_output_nano_usd + cost_units_nano_usd), 0) as cost`;
+
+type TotalsRow = Record<
+  'requests' | 'model_requests' | 'input_tokens' | 'cached_tokens' | 'output_tokens' | 'units' | 'cost',
+  string | number
+>;
+
+const totalsOf = (row: TotalsRow | undefined): UsageTotals => ({
+  requests: Number(row?.requests ?? 0),
+  modelRequests: Number(row?.model_requests ?? 0),
+  inputTokens: Number(row?.input_tokens ?? 0),
+  cachedTokens: Number(row?.cached_tokens ?? 0),
+  outputTokens: Number(row?.output_tokens ?? 0),
+  units: Number(row?.units ?? 0),
+  cost: Number(row?.cost ?? 0),
+});
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** `column in (values)` with the values as one JSON parameter (Drizzle would expand an array). */
+export function inList(column: SQL, values: readonly string[]): SQL {
+  return sql`${column} in (select jsonb_array_elements_text(${JSON.stringify(values)}::jsonb))`;
+}
+
+function scopeFilter(scope: UsageScope): SQL {
+  const parts: SQL[] = [sql`organization_id = ${scope.organizationId}`];
+  if (scope.projectId !== undefined) parts.push(sql`project_id = ${scope.projectId}`);
+  if (scope.apiKeyId !== undefined) parts.push(sql`api_key_id = ${scope.apiKeyId}`);
+  if (scope.kinds) parts.push(inList(sql`kind`, scope.kinds));
+  return sql.join(parts, sql` and `);
+}
+
+function rangeFilter(pieces: readonly RangePiece[]): SQL {
+  if (pieces.length === 0) return sql`false`;
+  return sql`(${sql.join(
+    pieces.map(
+      (p) =>
+        sql`(width = ${p.width} and bucket_start >= ${iso(p.from)}::timestamptz and bucket_start < ${iso(p.to)}::timestamptz)`,
+    ),
+    sql` or `,
+  )})`;
+}
+
+/** Totals over [start, end) (whole minutes), from the roll-ups. */
+export async function sumUsage(
+  db: DbOrTx,
+  scope: UsageScope,
+  start: number,
+  end: number,
+): Promise<UsageTotals> {
+  const pieces = decompose(start, end);
+  const [row] = rowsOf<TotalsRow>(
+    await db.execute(
+      sql`select ${TOTALS} from usage_rollups where ${scopeFilter(scope)} and ${rangeFilter(pieces)}`,
+    ),
+  );
+  return totalsOf(row);
+}
+
+/** Totals over [start, end) split by project, model and line item: what invoices are made of. */
+export async function sumUsageByProjectAndModel(
+  db: DbOrTx,
+  organizationId: string,
+  start: number,
+  end: number,
+): Promise<
+  (UsageTotals & {
+    projectId: string;
+    model: string;
+    kind: string;
+    costInput: number;
+    costCached: number;
+    costOutput: number;
+    costUnits: number;
+  })[]
+> {
+  const pieces = decompose(start, end);
+  const rows = rowsOf<TotalsRow & Record<string, string | number>>(
+    await db.execute(sql`
+      select project_id, model, kind, ${TOTALS},
+             coalesce(sum(cost_input_nano_usd), 0) as cost_input,
+             coalesce(sum(cost_cached_nano_usd), 0) as cost_cached,
+             coalesce(sum(cost_output_nano_usd), 0) as cost_output,
+             coalesce(sum(cost_units_nano_usd), 0) as cost_units
+      from usage_rollups
+      where organization_id = ${organizationId} and ${rangeFilter(pieces)}
+      group by project_id, model, kind
+      order by project_id, model, kind`),
+  );
+  return rows.map((row) => ({
+    ...totalsOf(row),
+    projectId: String(row.project_id),
+    model: String(row.model),
+    kind: String(row.kind),
+    costInput: Number(row.cost_input),
+    costCached: Number(row.cost_cached),
+    costOutput: Number(row.cost_output),
+    costUnits: Number(row.cost_units),
+  }));
+}
+
+// ---- the Usage API ----------------------------------------------------------------------------
+
+export const USAGE_GROUPS = ['project_id', 'user_id', 'api_key_id', 'model'] as const;
+export type UsageGroup = (typeof USAGE_GROUPS)[number];
+
+export interface BucketQuery {
+  organizationId: string;
+  width: RollupWidth;
+  /** ms; bucket starts (multiples of the width). */
+  from: number;
+  to: number;
+  kinds: readonly UsageKind[];
+  groupBy: readonly UsageGroup[];
+  projectIds?: readonly string[] | undefined;
+  userIds?: readonly string[] | undefined;
+  apiKeyIds?: readonly string[] | undefined;
+  models?: readonly string[] | undefined;
+}
+
+export interface BucketRow {
+  bucketStart: number;
+  /** The grouped dimensions (null: not grouped, or none: an admin key has no project). */
+  group: Partial<Record<UsageGroup, string | null>>;
+  totals: UsageTotals;
+  costs: { input: number; cached: number; output: number; units: number };
+}
+
+const GROUP_COLUMN: Record<UsageGroup, SQL> = {
+  project_id: sql.raw('project_id'),
+  user_id: sql.raw('user_id'),
+  api_key_id: sql.raw('api_key_id'),
+  model: sql.raw('model'),
+};
+
+/** One row per bucket and group that had usage, from the roll-ups of the bucket's own width. */
+export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<BucketRow[]> {
+  const filters: SQL[] = [
+    sql`width = ${query.width}`,
+    sql`organization_id = ${query.organizationId}`,
+    sql`bucket_start >= ${iso(query.from)}::timestamptz`,
+    sql`bucket_start < ${iso(query.to)}::timestamptz`,
+    inList(sql`kind`, query.kinds),
+  ];
+  if (query.projectIds) filters.push(inList(sql`project_id`, query.projectIds));
+  if (query.userIds) filters.push(inList(sql`user_id`, query.userIds));
+  if (query.apiKeyIds) filters.push(inList(sql`api_key_id`, query.apiKeyIds));
+  if (query.models) filters.push(inList(sql`model`, query.models));
+  const groups = query.groupBy.map((g) => GROUP_COLUMN[g]);
+  const select = groups.length > 0 ? sql`, ${sql.join(groups, sql`, `)}` : sql``;
+  const groupBy = groups.length > 0 ? sql`, ${sql.join(groups, sql`, `)}` : sql``;
+  const rows = rowsOf<TotalsRow & Record<string, string | number | Date>>(
+    await db.execute(sql`
+      select bucket_start ${select}, ${TOTALS},
+             coalesce(sum(cost_input_nano_usd), 0) as cost_input,
+             coalesce(sum(cost_cached_nano_usd), 0) as cost_cached,
+             coalesce(sum(cost_output_nano_usd), 0) as cost_output,
+             coalesce(sum(cost_units_nano_usd), 0) as cost_units
+      from usage_rollups
+      where ${sql.join(filters, sql` and `)}
+      group by bucket_start ${groupBy}
+      order by bucket_start ${groupBy}`),
+  );
+  return rows.map((row) => {
+    const group: Partial<Record<UsageGroup, string | null>> = {};
+    for (const g of query.groupBy) group[g] = row[g] === '' ? null : String(row[g]);
+    return {
+      bucketStart: new Date(row.bucket_start as string | Date).getTime(),
+      group,
+      totals: totalsOf(row),
+      costs: {
+        input: Number(row.cost_input),
+        cached: Number(row.cost_cached),
+        output: Number(row.cost_output),
+        units: Number(row.cost_units),
+      },
+    };
+  });
+}
+
+/** nano-USD as the Costs API's dollars (exact to the nano-dollar as a double). */
+export const usd = (nano: number): number => nano / NANO_USD_PER_USD;
