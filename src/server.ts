@@ -32,6 +32,7 @@ export async function startServer(config: Config, services?: Services): Promise<
   const port = typeof address === 'object' && address ? address.port : config.port;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const cycle = startBillingCycle(svc);
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -39,12 +40,32 @@ export async function startServer(config: Config, services?: Services): Promise<
     url,
     close: () => {
       closing ??= (async () => {
+        clearInterval(cycle);
         await app.close();
         await svc.close();
       })();
       return closing;
     },
   };
+}
+
+/**
+ * Issues last month's invoices soon after start and then every hour; on several instances each
+ * runs it, and the database keeps one invoice per organization and month.
+ */
+function startBillingCycle(services: Services): NodeJS.Timeout {
+  const run = () =>
+    void services.billing.runCycle().then(
+      (issued) => {
+        if (issued > 0) services.logger.info({ issued }, 'monthly invoices issued');
+      },
+      (error) =>
+        services.logger.error({ err: error }, 'the billing cycle failed; it runs again within the hour'),
+    );
+  setTimeout(run, 10_000).unref();
+  const timer = setInterval(run, 3_600_000);
+  timer.unref();
+  return timer;
 }
 
 /** SIGINT/SIGTERM: stop accepting, finish in-flight requests, flush, close the database. */

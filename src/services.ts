@@ -6,6 +6,9 @@ import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { ProjectService } from './accounts/project-service.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
+import { BillingService } from './billing/billing-service.ts';
+import { CreditGate } from './billing/credit-gate.ts';
+import { ManualPaymentProvider } from './billing/payments.ts';
 import { PriceBook } from './billing/price-book.ts';
 import { UsageJournal } from './billing/usage-journal.ts';
 import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
@@ -49,6 +52,10 @@ export interface Services {
   prices: PriceBook;
   /** Stored alerts, emails and signed webhooks. */
   notifications: Notifications;
+  /** Plans, credit, payments and invoices. */
+  billing: BillingService;
+  /** The gateway's check that a prepaid or trial organization still has credit. */
+  creditGate: CreditGate;
   /** The built-in mock upstream, when it is in use. */
   mockUpstream: MockUpstream | undefined;
   close(): Promise<void>;
@@ -143,6 +150,24 @@ export async function createServices(
   );
   notifier.on('prices', () => void prices.reload().catch(logError('prices could not be loaded')));
   await prices.start();
+  const billing = new BillingService(store.db, {
+    timeZone: config.billingTimeZone,
+    defaultPlan: config.defaultPlan,
+    trialCreditCents: config.trialCreditCents,
+    trialDays: config.trialDays,
+    invoiceDueDays: config.invoiceDueDays,
+    issuer: config.invoiceIssuer,
+    provider: new ManualPaymentProvider(),
+    changed: (organizationId) => notifier.changed('billing', organizationId),
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const creditGate = new CreditGate(
+    billing,
+    Math.max(config.keyCacheTtlMs, 1000),
+    logError('credit could not be loaded'),
+    options.now,
+  );
+  notifier.on('billing', (organizationId) => creditGate.invalidate(organizationId));
   lastUsed.start();
 
   // No upstream configured: the built-in mock answers, so everything can be tried with no model server.
@@ -180,6 +205,8 @@ export async function createServices(
     enforcer,
     prices,
     notifications,
+    billing,
+    creditGate,
     mockUpstream,
     async close() {
       if (closed) return;

@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   mismatched_organization: { status: 401, type: 'invalid_request_error' },
   mismatched_project: { status: 401, type: 'invalid_request_error' },
   missing_scope: { status: 403, type: 'invalid_request_error' },
+  /** Only the instance operator's organization may do this (prices, credit, payments, plans). */
+  operator_only: { status: 403, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },
   model_not_found: { status: 404, type: 'invalid_request_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },

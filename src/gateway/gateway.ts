@@ -129,7 +129,10 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     throw new ApiError('service_unavailable', 'No upstream model server is configured.');
   }
 
-  // Budgets, rate limits and concurrency: refused here with a 429, or charged and settled at the end.
+  // Credit (prepaid and trial plans), budgets, rate limits and concurrency: refused here with a
+  // 429, or charged and settled at the end.
+  const credit = services.creditGate.check(principal.organization.id);
+  if (credit) await credit;
   const admission = await services.enforcer.admit(
     {
       organizationId: principal.organization.id,
@@ -379,6 +382,7 @@ class UsageCapture {
         ? this.services.prices.costOf(this.model, { ...(tokens ?? NO_TOKENS), units }, now)
         : NO_COST;
     if (this.admission) this.services.enforcer.settle(this.admission, tokens, cost.total);
+    this.services.creditGate.spent(organization.id, cost.total);
     this.services.usage.record({
       requestId: this.request.id,
       createdAt: new Date(now),

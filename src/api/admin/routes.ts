@@ -4,6 +4,7 @@ import type { Services } from '../../services.ts';
 import { adminApiKeysRoutes } from './admin-api-keys.ts';
 import { alertsRoutes } from './alerts.ts';
 import { authenticateAdmin } from './authenticate.ts';
+import { billingRoutes } from './billing.ts';
 import { budgetsRoutes } from './budgets.ts';
 import { projectApiKeysRoutes } from './project-api-keys.ts';
 import { projectsRoutes } from './projects.ts';
@@ -27,5 +28,6 @@ export function registerAdminApi(services: Services) {
     spendAlertsRoutes(app, services);
     budgetsRoutes(app, services);
     usageRoutes(app, services);
+    billingRoutes(app, services);
   };
 }

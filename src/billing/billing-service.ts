@@ -1,0 +1,571 @@
+/**
+ * Billing: an organization's plan and details, its credit (grants, balance), payments, and monthly
+ * invoices. Money is integers: cents on invoices and payments, nano-USD for usage and credit.
+ *
+ * Plans: `pay_as_you_go` is invoiced each month for what it used (credit, if any, is applied);
+ * `prepaid` and `free_trial` draw on credit and are refused at zero (the gateway's credit gate).
+ * A new organization on `free_trial` gets the configured trial credit, expiring after the trial.
+ */
+import { and, asc, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
+import { badRequest, notFound } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { periodBounds } from '../core/periods.ts';
+import { NANO_USD_PER_CENT } from '../core/pricing.ts';
+import type { Db, DbOrTx } from '../store/database.ts';
+import { afterCursor, type Page, type PageRequest, toPage } from '../store/repositories/pagination.ts';
+import { rowsOf } from '../store/rows.ts';
+import {
+  type BillingAccountRow,
+  type BillingPlan,
+  billingAccounts,
+  type CreditGrantRow,
+  creditGrants,
+  type InvoiceLineRow,
+  type InvoiceRow,
+  invoiceLines as invoiceLinesTable,
+  invoices,
+  organizations,
+  type PaymentRow,
+  payments,
+} from '../store/schema.ts';
+import { type InvoiceAmounts, invoiceAmounts, invoiceLines, invoiceNumber } from './invoices.ts';
+import type { PaymentProvider } from './payments.ts';
+import { sumUsageByProjectAndModel } from './usage-query.ts';
+
+export interface BillingOptions {
+  timeZone: string;
+  defaultPlan: BillingPlan;
+  trialCreditCents: number;
+  trialDays: number;
+  invoiceDueDays: number;
+  issuer: string;
+  provider: PaymentProvider;
+  /** Tells the gateway's credit gate (on every instance) that an organization's credit changed. */
+  changed: (organizationId: string) => Promise<void>;
+  now?: () => number;
+}
+
+export interface BillingDetails {
+  billingName?: string | null | undefined;
+  billingEmail?: string | null | undefined;
+  billingAddress?: string[] | undefined;
+  taxId?: string | null | undefined;
+}
+
+export interface GrantInput {
+  amountCents: number;
+  kind: CreditGrantRow['kind'];
+  expiresAt?: Date | null | undefined;
+  note?: string | null | undefined;
+  paymentId?: string | null | undefined;
+}
+
+export interface PaymentInput {
+  amountCents: number;
+  invoiceId?: string | null | undefined;
+  method?: string | null | undefined;
+  reference?: string | null | undefined;
+  /** A top-up's credit expires then (default: never). */
+  creditExpiresAt?: Date | null | undefined;
+}
+
+export interface Balance {
+  /** Credit usable now, nano-USD. */
+  availableNanoUsd: number;
+  grants: CreditGrantRow[];
+}
+
+/** An invoice with its lines; a draft (the month so far) has no id, number or status yet. */
+export interface InvoiceView {
+  invoice: InvoiceRow | null;
+  lines: Omit<InvoiceLineRow, 'invoiceId'>[];
+  amounts: InvoiceAmounts;
+  periodStart: number;
+  periodEnd: number;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+export class BillingService {
+  readonly #now: () => number;
+
+  constructor(
+    private readonly db: Db,
+    private readonly options: BillingOptions,
+  ) {
+    this.#now = options.now ?? Date.now;
+  }
+
+  get provider(): PaymentProvider {
+    return this.options.provider;
+  }
+
+  get timeZone(): string {
+    return this.options.timeZone;
+  }
+
+  // ---- the account ------------------------------------------------------------------------------
+
+  /** The organization's billing account, made with the default plan (and trial credit) the first time. */
+  async account(organizationId: string): Promise<BillingAccountRow> {
+    const [existing] = await this.db
+      .select()
+      .from(billingAccounts)
+      .where(eq(billingAccounts.organizationId, organizationId));
+    if (existing) return existing;
+    return this.db.transaction(async (tx) => {
+      const [created] = await tx
+        .insert(billingAccounts)
+        .values({ organizationId, plan: this.options.defaultPlan })
+        .onConflictDoNothing()
+        .returning();
+      if (!created) {
+        const [row] = await tx
+          .select()
+          .from(billingAccounts)
+          .where(eq(billingAccounts.organizationId, organizationId));
+        return row!;
+      }
+      // Only the request that made the account grants the trial: never twice.
+      if (created.plan === 'free_trial' && this.options.trialCreditCents > 0) {
+        await this.#insertGrant(
+          tx,
+          organizationId,
+          {
+            amountCents: this.options.trialCreditCents,
+            kind: 'trial',
+            expiresAt: new Date(this.#now() + this.options.trialDays * 86_400_000),
+            note: `Free trial: ${this.options.trialDays} days`,
+          },
+          'system:trial',
+        );
+      }
+      return created;
+    });
+  }
+
+  async updateDetails(organizationId: string, details: BillingDetails): Promise<BillingAccountRow> {
+    if (details.billingEmail && !EMAIL.test(details.billingEmail)) {
+      throw badRequest('Invalid billing_email.', 'billing_email');
+    }
+    await this.account(organizationId);
+    const values: Partial<BillingAccountRow> = { updatedAt: new Date(this.#now()) };
+    if (details.billingName !== undefined) values.billingName = details.billingName;
+    if (details.billingEmail !== undefined) values.billingEmail = details.billingEmail;
+    if (details.billingAddress !== undefined) values.billingAddress = details.billingAddress;
+    if (details.taxId !== undefined) values.taxId = details.taxId;
+    const [row] = await this.db
+      .update(billingAccounts)
+      .set(values)
+      .where(eq(billingAccounts.organizationId, organizationId))
+      .returning();
+    return row!;
+  }
+
+  async setPlan(organizationId: string, plan: BillingPlan): Promise<BillingAccountRow> {
+    await this.account(organizationId);
+    const [row] = await this.db
+      .update(billingAccounts)
+      .set({ plan, updatedAt: new Date(this.#now()) })
+      .where(eq(billingAccounts.organizationId, organizationId))
+      .returning();
+    await this.options.changed(organizationId);
+    return row!;
+  }
+
+  async isOperator(organizationId: string): Promise<boolean> {
+    const [row] = await this.db
+      .select({ isOperator: organizations.isOperator })
+      .from(organizations)
+      .where(eq(organizations.id, organizationId));
+    return row?.isOperator ?? false;
+  }
+
+  async organizationExists(organizationId: string): Promise<boolean> {
+    const [row] = await this.db
+      .select({ id: organizations.id })
+      .from(organizations)
+      .where(eq(organizations.id, organizationId));
+    return row !== undefined;
+  }
+
+  // ---- credit -----------------------------------------------------------------------------------
+
+  async grantCredit(organizationId: string, input: GrantInput, createdBy: string): Promise<CreditGrantRow> {
+    if (
+      !Number.isInteger(input.amountCents) ||
+      input.amountCents <= 0 ||
+      input.amountCents > 100_000_000_00
+    ) {
+      throw badRequest('Invalid amount: whole cents, more than 0.', 'amount');
+    }
+    if (input.expiresAt && input.expiresAt.getTime() <= this.#now()) {
+      throw badRequest('Invalid expires_at: it must be in the future.', 'expires_at');
+    }
+    await this.account(organizationId);
+    const grant = await this.#insertGrant(this.db, organizationId, input, createdBy);
+    await this.options.changed(organizationId);
+    return grant;
+  }
+
+  async #insertGrant(
+    db: DbOrTx,
+    organizationId: string,
+    input: GrantInput,
+    createdBy: string,
+  ): Promise<CreditGrantRow> {
+    const nano = input.amountCents * NANO_USD_PER_CENT;
+    const [row] = await db
+      .insert(creditGrants)
+      .values({
+        id: newId('creditGrant'),
+        organizationId,
+        kind: input.kind,
+        amountNanoUsd: nano,
+        remainingNanoUsd: nano,
+        note: input.note ?? null,
+        paymentId: input.paymentId ?? null,
+        createdBy,
+        createdAt: new Date(this.#now()),
+        expiresAt: input.expiresAt ?? null,
+      })
+      .returning();
+    return row!;
+  }
+
+  /** Ends a grant: what it still holds is no longer usable (what it paid for stays paid). */
+  async voidGrant(organizationId: string, grantId: string): Promise<CreditGrantRow> {
+    const [row] = await this.db
+      .update(creditGrants)
+      .set({ voidedAt: new Date(this.#now()) })
+      .where(
+        and(
+          eq(creditGrants.organizationId, organizationId),
+          eq(creditGrants.id, grantId),
+          isNull(creditGrants.voidedAt),
+        ),
+      )
+      .returning();
+    if (!row) throw notFound('credit grant', grantId);
+    await this.options.changed(organizationId);
+    return row;
+  }
+
+  async grants(organizationId: string, page: PageRequest): Promise<Page<CreditGrantRow>> {
+    const order = page.order === 'asc' ? asc : desc;
+    const cursor = afterCursor(creditGrants, creditGrants.createdAt, creditGrants.id, page);
+    const rows = await this.db
+      .select()
+      .from(creditGrants)
+      .where(and(eq(creditGrants.organizationId, organizationId), cursor))
+      .orderBy(order(creditGrants.createdAt), order(creditGrants.id))
+      .limit(page.limit + 1);
+    return toPage(rows, page.limit);
+  }
+
+  /** Credit usable now: grants not voided, not expired, with something left. */
+  async balance(organizationId: string): Promise<Balance> {
+    const now = new Date(this.#now());
+    const grants = await this.db
+      .select()
+      .from(creditGrants)
+      .where(
+        and(
+          eq(creditGrants.organizationId, organizationId),
+          isNull(creditGrants.voidedAt),
+          gt(creditGrants.remainingNanoUsd, 0),
+          or(isNull(creditGrants.expiresAt), gt(creditGrants.expiresAt, now)),
+        ),
+      )
+      .orderBy(sql`${creditGrants.expiresAt} asc nulls last`, asc(creditGrants.createdAt));
+    return { availableNanoUsd: grants.reduce((sum, g) => sum + g.remainingNanoUsd, 0), grants };
+  }
+
+  // ---- payments ---------------------------------------------------------------------------------
+
+  /**
+   * Records money received. For an invoice: the invoice is paid once its payments cover it. Without
+   * one: a prepaid top-up, granted as credit at once.
+   */
+  async recordPayment(organizationId: string, input: PaymentInput, createdBy: string): Promise<PaymentRow> {
+    if (!Number.isInteger(input.amountCents) || input.amountCents <= 0) {
+      throw badRequest('Invalid amount: whole cents, more than 0.', 'amount');
+    }
+    await this.account(organizationId);
+    const payment = await this.db.transaction(async (tx) => {
+      let invoice: InvoiceRow | undefined;
+      if (input.invoiceId) {
+        [invoice] = await tx
+          .select()
+          .from(invoices)
+          .where(and(eq(invoices.organizationId, organizationId), eq(invoices.id, input.invoiceId)))
+          .for('update');
+        if (!invoice) throw notFound('invoice', input.invoiceId);
+        if (invoice.status === 'void') throw badRequest(`Invoice ${invoice.number} is void.`, 'invoice_id');
+      }
+      const [payment] = await tx
+        .insert(payments)
+        .values({
+          id: newId('payment'),
+          organizationId,
+          invoiceId: invoice?.id ?? null,
+          amountCents: input.amountCents,
+          provider: this.options.provider.name,
+          reference: input.reference ?? null,
+          method: input.method ?? null,
+          status: 'succeeded',
+          createdBy,
+          createdAt: new Date(this.#now()),
+        })
+        .returning();
+      if (invoice) {
+        const [paid] = rowsOf<{ total: string | number }>(
+          await tx.execute(sql`
+            select coalesce(sum(amount_cents), 0) as total from payments
+            where invoice_id = ${invoice.id} and status = 'succeeded'`),
+        );
+        if (Number(paid?.total ?? 0) >= invoice.totalCents && invoice.status === 'open') {
+          await tx
+            .update(invoices)
+            .set({ status: 'paid', paidAt: new Date(this.#now()) })
+            .where(eq(invoices.id, invoice.id));
+        }
+      } else {
+        await this.#insertGrant(
+          tx,
+          organizationId,
+          {
+            amountCents: input.amountCents,
+            kind: 'top_up',
+            expiresAt: input.creditExpiresAt ?? null,
+            note: input.reference ? `Top-up (${input.reference})` : 'Top-up',
+            paymentId: payment!.id,
+          },
+          createdBy,
+        );
+      }
+      return payment!;
+    });
+    if (!input.invoiceId) await this.options.changed(organizationId);
+    return payment;
+  }
+
+  async payments(organizationId: string, page: PageRequest): Promise<Page<PaymentRow>> {
+    const order = page.order === 'asc' ? asc : desc;
+    const cursor = afterCursor(payments, payments.createdAt, payments.id, page);
+    const rows = await this.db
+      .select()
+      .from(payments)
+      .where(and(eq(payments.organizationId, organizationId), cursor))
+      .orderBy(order(payments.createdAt), order(payments.id))
+      .limit(page.limit + 1);
+    return toPage(rows, page.limit);
+  }
+
+  // ---- invoices ---------------------------------------------------------------------------------
+
+  /** The month containing `at`, in the billing time zone. */
+  monthOf(at: number) {
+    return periodBounds('month', at, this.options.timeZone);
+  }
+
+  /** What the invoice for a month says, computed now from the roll-ups and credit draws. */
+  async draft(organizationId: string, monthStart: number): Promise<InvoiceView> {
+    const { start, end } = this.monthOf(monthStart);
+    const usage = await sumUsageByProjectAndModel(this.db, organizationId, start, end);
+    const [drawn] = rowsOf<{ total: string | number }>(
+      await this.db.execute(sql`
+        select coalesce(sum(amount_nano_usd), 0) as total from credit_draws
+        where organization_id = ${organizationId} and month_start = ${new Date(start).toISOString()}::timestamptz`),
+    );
+    const amounts = invoiceAmounts(invoiceLines(usage), Number(drawn?.total ?? 0));
+    return {
+      invoice: null,
+      lines: amounts.lines.map((line, position) => ({ position, ...line })),
+      amounts,
+      periodStart: start,
+      periodEnd: end,
+    };
+  }
+
+  /**
+   * Issues the invoice of the month that begins at or contains `monthStart`, once the month is over.
+   * Idempotent: the live invoice of that month is returned if there is one (on any instance). A
+   * month without usage gets no invoice (undefined).
+   */
+  async issue(organizationId: string, monthStart: number): Promise<InvoiceView | undefined> {
+    const { start, end } = this.monthOf(monthStart);
+    if (end > this.#now())
+      throw badRequest('The month is not over yet: see the upcoming invoice instead.', 'month');
+    const existing = await this.#liveInvoice(organizationId, start);
+    if (existing) return this.invoice(organizationId, existing.id);
+    const draft = await this.draft(organizationId, start);
+    if (draft.lines.length === 0) return undefined;
+    const account = await this.account(organizationId);
+    const [org] = await this.db.select().from(organizations).where(eq(organizations.id, organizationId));
+    const issuedAt = new Date(this.#now());
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const id = await this.db.transaction(async (tx) => {
+          const [count] = rowsOf<{ n: string | number }>(
+            await tx.execute(
+              sql`select count(*) as n from invoices where period_start = ${new Date(start).toISOString()}::timestamptz`,
+            ),
+          );
+          const number = invoiceNumber(
+            new Date(start),
+            this.options.timeZone,
+            Number(count?.n ?? 0) + 1 + attempt,
+          );
+          const [row] = await tx
+            .insert(invoices)
+            .values({
+              id: newId('invoice'),
+              organizationId,
+              number,
+              periodStart: new Date(start),
+              periodEnd: new Date(end),
+              status: draft.amounts.totalCents === 0 ? 'paid' : 'open',
+              subtotalCents: draft.amounts.subtotalCents,
+              creditsCents: draft.amounts.creditsCents,
+              totalCents: draft.amounts.totalCents,
+              billTo: {
+                organization_id: organizationId,
+                organization_name: org?.name ?? null,
+                name: account.billingName,
+                email: account.billingEmail,
+                address: account.billingAddress,
+                tax_id: account.taxId,
+              },
+              issuedAt,
+              dueAt: new Date(issuedAt.getTime() + this.options.invoiceDueDays * 86_400_000),
+              paidAt: draft.amounts.totalCents === 0 ? issuedAt : null,
+            })
+            .returning();
+          await tx
+            .insert(invoiceLinesTable)
+            .values(draft.lines.map((line) => ({ ...line, invoiceId: row!.id })));
+          return row!.id;
+        });
+        return this.invoice(organizationId, id);
+      } catch (error) {
+        // Another instance issued it meanwhile (the live-invoice index), or took the number.
+        const live = await this.#liveInvoice(organizationId, start);
+        if (live) return this.invoice(organizationId, live.id);
+        if (!isUniqueViolation(error) || attempt === 4) throw error;
+      }
+    }
+    return undefined;
+  }
+
+  async #liveInvoice(organizationId: string, periodStart: number): Promise<InvoiceRow | undefined> {
+    const [row] = await this.db
+      .select()
+      .from(invoices)
+      .where(
+        and(
+          eq(invoices.organizationId, organizationId),
+          eq(invoices.periodStart, new Date(periodStart)),
+          sql`${invoices.status} <> 'void'`,
+        ),
+      );
+    return row;
+  }
+
+  async invoice(organizationId: string, id: string): Promise<InvoiceView> {
+    const [row] = await this.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.organizationId, organizationId), eq(invoices.id, id)));
+    if (!row) throw notFound('invoice', id);
+    const lines = await this.db
+      .select()
+      .from(invoiceLinesTable)
+      .where(eq(invoiceLinesTable.invoiceId, id))
+      .orderBy(asc(invoiceLinesTable.position));
+    return {
+      invoice: row,
+      lines: lines.map(({ invoiceId: _, ...line }) => line),
+      amounts: {
+        lines: lines.map(({ invoiceId: _, position: __, ...line }) => line),
+        subtotalCents: row.subtotalCents,
+        creditsCents: row.creditsCents,
+        totalCents: row.totalCents,
+      },
+      periodStart: row.periodStart.getTime(),
+      periodEnd: row.periodEnd.getTime(),
+    };
+  }
+
+  async invoicesOf(organizationId: string, page: PageRequest): Promise<Page<InvoiceRow>> {
+    const order = page.order === 'asc' ? asc : desc;
+    const cursor = page.after
+      ? sql`(${invoices.issuedAt}, ${invoices.id}) ${sql.raw(page.order === 'asc' ? '>' : '<')} (select issued_at, id from invoices where id = ${page.after})`
+      : undefined;
+    const rows = await this.db
+      .select()
+      .from(invoices)
+      .where(and(eq(invoices.organizationId, organizationId), cursor))
+      .orderBy(order(invoices.issuedAt), order(invoices.id))
+      .limit(page.limit + 1);
+    return toPage(rows, page.limit);
+  }
+
+  /** Voids an unpaid invoice (it can then be issued again, e.g. after late usage arrived). */
+  async voidInvoice(organizationId: string, id: string): Promise<InvoiceView> {
+    const [row] = await this.db
+      .update(invoices)
+      .set({ status: 'void', voidedAt: new Date(this.#now()) })
+      .where(
+        and(eq(invoices.organizationId, organizationId), eq(invoices.id, id), eq(invoices.status, 'open')),
+      )
+      .returning();
+    if (!row) {
+      const existing = await this.invoice(organizationId, id); // 404 if it does not exist
+      throw badRequest(
+        `Invoice ${existing.invoice!.number} is ${existing.invoice!.status}: only an open invoice can be voided.`,
+        'invoice_id',
+      );
+    }
+    return this.invoice(organizationId, id);
+  }
+
+  /**
+   * Issues every invoice due: for each organization with usage in a month that ended at least
+   * `graceMs` ago (so late records are in) and has no invoice, within the last `months`.
+   */
+  async runCycle(graceMs = 3_600_000, months = 12): Promise<number> {
+    const now = this.#now();
+    let issued = 0;
+    let { start } = this.monthOf(now);
+    for (let i = 0; i < months; i++) {
+      const previous = this.monthOf(start - 1);
+      if (previous.end + graceMs <= now) {
+        const rows = rowsOf<{ organization_id: string }>(
+          await this.db.execute(sql`
+            select distinct r.organization_id from usage_rollups r
+            where r.width = '1h'
+              and r.bucket_start >= ${new Date(previous.start - 3_600_000).toISOString()}::timestamptz
+              and r.bucket_start < ${new Date(previous.end).toISOString()}::timestamptz
+              and not exists (
+                select 1 from invoices i
+                where i.organization_id = r.organization_id
+                  and i.period_start = ${new Date(previous.start).toISOString()}::timestamptz
+                  and i.status <> 'void')`),
+        );
+        for (const { organization_id } of rows) {
+          if (await this.issue(organization_id, previous.start)) issued++;
+        }
+      }
+      start = previous.start;
+    }
+    return issued;
+  }
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  const code =
+    (error as { code?: string; cause?: { code?: string } }).code ??
+    (error as { cause?: { code?: string } }).cause?.code;
+  return code === '23505';
+}

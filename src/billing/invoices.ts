@@ -1,0 +1,110 @@
+/**
+ * What an invoice says, from a month's usage: a line per project, model and item (input, cached
+ * input, output, and the unit for images, speech and transcriptions), each rounded to the cent
+ * once; the subtotal is the sum of the lines as printed, so the invoice adds up to the cent.
+ * Credits drawn during the month are applied (never more than the subtotal).
+ */
+import { nanoToCents } from '../core/pricing.ts';
+import type { sumUsageByProjectAndModel } from './usage-query.ts';
+
+export interface InvoiceLine {
+  projectId: string;
+  model: string;
+  /** `input`, `cached input`, `output`, `images`, `characters`, `seconds`. */
+  item: string;
+  quantity: number;
+  /** `tokens`, `images`, `characters`, `seconds`. */
+  quantityUnit: string;
+  amountCents: number;
+}
+
+export interface InvoiceAmounts {
+  lines: InvoiceLine[];
+  subtotalCents: number;
+  creditsCents: number;
+  totalCents: number;
+}
+
+type UsageByModel = Awaited<ReturnType<typeof sumUsageByProjectAndModel>>[number];
+
+const UNITS: Record<string, { item: string; unit: string }> = {
+  images: { item: 'images', unit: 'images' },
+  audio_speeches: { item: 'characters', unit: 'characters' },
+  audio_transcriptions: { item: 'seconds', unit: 'seconds' },
+};
+
+export function invoiceLines(usage: readonly UsageByModel[]): InvoiceLine[] {
+  const lines: InvoiceLine[] = [];
+  for (const row of usage) {
+    const unit = UNITS[row.kind] ?? { item: 'units', unit: 'units' };
+    const candidates = [
+      {
+        item: 'input',
+        quantity: row.inputTokens - row.cachedTokens,
+        quantityUnit: 'tokens',
+        nano: row.costInput,
+      },
+      { item: 'cached input', quantity: row.cachedTokens, quantityUnit: 'tokens', nano: row.costCached },
+      { item: 'output', quantity: row.outputTokens, quantityUnit: 'tokens', nano: row.costOutput },
+      { item: unit.item, quantity: row.units, quantityUnit: unit.unit, nano: row.costUnits },
+    ];
+    for (const c of candidates) {
+      if (c.quantity === 0 && c.nano === 0) continue;
+      lines.push({
+        projectId: row.projectId,
+        model: row.model,
+        item: c.item,
+        quantity: c.quantity,
+        quantityUnit: c.quantityUnit,
+        amountCents: nanoToCents(c.nano),
+      });
+    }
+  }
+  // The same project, model and item from two kinds (rare): one line.
+  const merged = new Map<string, InvoiceLine>();
+  for (const line of lines) {
+    const key = `${line.projectId}\u0000${line.model}\u0000${line.item}`;
+    const existing = merged.get(key);
+    if (existing) {
+      existing.quantity += line.quantity;
+      existing.amountCents += line.amountCents;
+    } else merged.set(key, { ...line });
+  }
+  return [...merged.values()].sort(
+    (a, b) =>
+      a.projectId.localeCompare(b.projectId) ||
+      a.model.localeCompare(b.model) ||
+      ITEM_ORDER(a.item) - ITEM_ORDER(b.item),
+  );
+}
+
+const ORDER = ['input', 'cached input', 'output', 'images', 'characters', 'seconds', 'units'];
+const ITEM_ORDER = (item: string) => ORDER.indexOf(item);
+
+export function invoiceAmounts(lines: InvoiceLine[], creditNano: number): InvoiceAmounts {
+  const subtotalCents = lines.reduce((sum, line) => sum + line.amountCents, 0);
+  const creditsCents = Math.min(subtotalCents, nanoToCents(creditNano));
+  return { lines, subtotalCents, creditsCents, totalCents: subtotalCents - creditsCents };
+}
+
+/** `KP-202611-0007`: the month, then the invoice's place in it. */
+export function invoiceNumber(monthStart: Date, timeZone: string, sequence: number): string {
+  const parts = new Intl.DateTimeFormat('en-CA', {
+    timeZone,
+    year: 'numeric',
+    month: '2-digit',
+  }).formatToParts(monthStart);
+  const year = parts.find((p) => p.type === 'year')!.value;
+  const month = parts.find((p) => p.type === 'month')!.value;
+  return `KP-${year}${month}-${String(sequence).padStart(4, '0')}`;
+}
+
+/** `2026-11` → the month's bounds in the time zone (throws RangeError for a bad month). */
+export function parseMonth(text: string): { year: number; month: number } {
+  const match = /^(\d{4})-(\d{2})$/.exec(text);
+  const year = Number(match?.[1]);
+  const month = Number(match?.[2]);
+  if (!match || month < 1 || month > 12 || year < 2000 || year > 9999)
+    throw new RangeError(`not a month: ${text}`);
+  return { year, month };
+}
