@@ -10,8 +10,8 @@
  * records whenever one is missing: at first use, after a restart, at a new period.
  */
 
-import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { sumUsage } from '../billing/usage-query.ts';
 import { ApiError } from '../core/errors.ts';
 import { formatResetDuration } from '../core/gcra.ts';
 import { type BudgetPeriod, periodBounds } from '../core/periods.ts';
@@ -375,8 +375,9 @@ export class LimitEnforcer implements SpendReader {
   }
 
   /** Spend this period in the budget's unit: cents (fractional) for cost, tokens for tokens. */
-  async currentSpend(_organizationId: string, budget: BudgetRow): Promise<number> {
+  async currentSpend(organizationId: string, budget: BudgetRow): Promise<number> {
     const counter: CounterPlan = {
+      organizationId,
       scope: budget.scopeType,
       scopeId: budget.scopeId,
       metric: budget.metric,
@@ -455,26 +456,22 @@ function formatAmount(budget: BudgetRow, amount: number): string {
   return budget.metric === 'cost' ? `$${(amount / 100).toFixed(2)}` : `${Math.round(amount)} tokens`;
 }
 
+/** What the scope used in [start, end), from the usage roll-ups (whole days, hours, minutes). */
 async function spentSince(
   db: Db,
   counter: CounterPlan,
   start: number,
   end: number,
 ): Promise<{ cost: number; tokens: number }> {
-  const column =
-    counter.scope === 'organization'
-      ? sql.raw('organization_id')
-      : counter.scope === 'project'
-        ? sql.raw('project_id')
-        : sql.raw('api_key_id');
-  const result = await db.execute<{ cost: number | string; tokens: number | string }>(sql`
-    select coalesce(sum(cost_nano_usd), 0)::float8 as cost,
-           coalesce(sum(input_tokens + output_tokens), 0)::float8 as tokens
-    from usage_events
-    where ${column} = ${counter.scopeId}
-      and created_at >= ${new Date(start).toISOString()}::timestamptz
-      and created_at < ${new Date(end).toISOString()}::timestamptz`);
-  const rows = (result as unknown as { rows: { cost: number | string; tokens: number | string }[] }).rows;
-  const row = rows[0];
-  return { cost: Number(row?.cost ?? 0), tokens: Number(row?.tokens ?? 0) };
+  const totals = await sumUsage(
+    db,
+    {
+      organizationId: counter.organizationId,
+      ...(counter.scope === 'project' ? { projectId: counter.scopeId } : {}),
+      ...(counter.scope === 'api_key' ? { apiKeyId: counter.scopeId } : {}),
+    },
+    start,
+    end,
+  );
+  return { cost: totals.cost, tokens: totals.inputTokens + totals.outputTokens };
 }

@@ -21,6 +21,8 @@ export interface BucketLabel {
 
 /** A (scope, metric, period) spend counter and the thresholds that watch it. */
 export interface CounterPlan {
+  /** The organization the scope belongs to (usage roll-ups are kept per organization). */
+  organizationId: string;
   scope: LimitScope;
   scopeId: string;
   metric: BudgetRow['metric'];
@@ -115,7 +117,15 @@ export function buildPlan(
     const id = `${scope}:${scopeId}:${metric}:${period}`;
     let plan = counters.get(id);
     if (!plan) {
-      plan = { scope, scopeId, metric, period, budget: undefined, spendAlerts: [] };
+      plan = {
+        organizationId: subject.organizationId,
+        scope,
+        scopeId,
+        metric,
+        period,
+        budget: undefined,
+        spendAlerts: [],
+      };
       counters.set(id, plan);
     }
     return plan;
