@@ -192,10 +192,14 @@ export interface BucketQuery {
   userIds?: readonly string[] | undefined;
   apiKeyIds?: readonly string[] | undefined;
   models?: readonly string[] | undefined;
+  /** Also split by usage family (`kind` on each row). */
+  byKind?: boolean | undefined;
 }
 
 export interface BucketRow {
   bucketStart: number;
+  /** With `byKind`. */
+  kind?: string;
   /** The grouped dimensions (null: not grouped, or none: an admin key has no project). */
   group: Partial<Record<UsageGroup, string | null>>;
   totals: UsageTotals;
@@ -222,7 +226,7 @@ export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<Buck
   if (query.userIds) filters.push(inList(sql`user_id`, query.userIds));
   if (query.apiKeyIds) filters.push(inList(sql`api_key_id`, query.apiKeyIds));
   if (query.models) filters.push(inList(sql`model`, query.models));
-  const groups = query.groupBy.map((g) => GROUP_COLUMN[g]);
+  const groups = [...query.groupBy.map((g) => GROUP_COLUMN[g]), ...(query.byKind ? [sql.raw('kind')] : [])];
   const select = groups.length > 0 ? sql`, ${sql.join(groups, sql`, `)}` : sql``;
   const groupBy = groups.length > 0 ? sql`, ${sql.join(groups, sql`, `)}` : sql``;
   const rows = rowsOf<TotalsRow & Record<string, string | number | Date>>(
@@ -242,6 +246,7 @@ export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<Buck
     for (const g of query.groupBy) group[g] = row[g] === '' ? null : String(row[g]);
     return {
       bucketStart: new Date(row.bucket_start as string | Date).getTime(),
+      ...(query.byKind ? { kind: String(row.kind) } : {}),
       group,
       totals: totalsOf(row),
       costs: {

@@ -14,6 +14,7 @@ import type { Admission } from '../limits/enforcer.ts';
 import type { Services } from '../services.ts';
 import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFound } from './authorize.ts';
 import { headersForClient, headersForUpstream } from './http-headers.ts';
+import { KEY_SELF_PATHS, keySelf } from './key-self.ts';
 import { countPromptTokens, countTokens } from './token-count.ts';
 import type { Upstream } from './upstreams.ts';
 import { parseJson, SseUsageTap, type TokenUsage, unitsFrom, usageFrom } from './usage.ts';
@@ -74,6 +75,11 @@ export function registerGateway(services: Services) {
     app.addHook('onRequest', async (request) => {
       const path = pathOf(request);
       request.gatewayPath = path;
+      if (request.method === 'GET' && KEY_SELF_PATHS.has(path)) {
+        // The key's own view needs no permission: any valid key may read itself.
+        request.gatewayPrincipal = await authenticate(request, verifier);
+        return;
+      }
       const rule = ruleFor(request.method, path);
       if (!rule || path.startsWith('/organization')) {
         throw new ApiError('not_found', `Invalid URL (${request.method} /v1${path})`);
@@ -89,6 +95,7 @@ export function registerGateway(services: Services) {
       bodyLimit: config.gatewayBodyLimitBytes,
       handler: async (request, reply) => {
         const path = request.gatewayPath;
+        if (request.method === 'GET' && KEY_SELF_PATHS.has(path)) return keySelf(request, services, path);
         if (request.method === 'GET' && (path === '/models' || path.startsWith('/models/'))) {
           return listOrRetrieveModel(request, path);
         }

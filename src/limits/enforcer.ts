@@ -80,6 +80,11 @@ export class LimitEnforcer implements SpendReader {
     return this.#limiter;
   }
 
+  /** The cached limits, budgets and spend alerts of each organization. */
+  get catalog(): LimitsCatalog {
+    return this.#catalog;
+  }
+
   /**
    * Undefined when nothing applies (no headers, nothing to settle). Throws the 429s. Synchronous
    * on the in-process limiter with cached limits and no hard budget: no promise on the hot path.
