@@ -67,10 +67,16 @@ export class AdminClient {
     }
   }
 
-  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let response: Response;
+  /** A file the API renders (an invoice PDF, a CSV export): the bytes as they come. */
+  async download(path: string): Promise<Buffer> {
+    const response = await this.fetch('GET', path);
+    if (!response.ok) await this.fail(response, await response.text());
+    return Buffer.from(await response.arrayBuffer());
+  }
+
+  private async fetch(method: string, path: string, body?: unknown): Promise<Response> {
     try {
-      response = await fetch(`${this.baseUrl}/v1/organization${path}`, {
+      return await fetch(`${this.baseUrl}/v1/organization${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.#adminKey}`,
@@ -84,19 +90,29 @@ export class AdminClient {
           'Is `keyport serve` (or `npm start`) running? Set KEYPORT_URL or --url if it listens elsewhere.',
       );
     }
-    const text = await response.text();
-    let json: unknown;
+  }
+
+  private async fail(response: Response, text: string): Promise<never> {
+    let json: { error?: { message?: string; code?: string } } = {};
     try {
       json = text ? JSON.parse(text) : {};
     } catch {
       throw new CliError(`unexpected response from ${this.baseUrl} (HTTP ${response.status})`);
     }
-    if (!response.ok) {
-      const error = (json as { error?: { message?: string; code?: string } }).error;
-      throw new CliError(
-        `${error?.message ?? `HTTP ${response.status}`}${error?.code ? ` (${error.code})` : ''}`,
-      );
+    const error = json.error;
+    throw new CliError(
+      `${error?.message ?? `HTTP ${response.status}`}${error?.code ? ` (${error.code})` : ''}`,
+    );
+  }
+
+  private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const response = await this.fetch(method, path, body);
+    const text = await response.text();
+    if (!response.ok) return this.fail(response, text);
+    try {
+      return (text ? JSON.parse(text) : {}) as T;
+    } catch {
+      throw new CliError(`unexpected response from ${this.baseUrl} (HTTP ${response.status})`);
     }
-    return json as T;
   }
 }

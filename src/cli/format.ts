@@ -1,4 +1,5 @@
-/** Terminal output: aligned tables, dates, durations. */
+/** Terminal output: aligned tables, dates, durations; parsing the numbers people type. */
+import { InvalidArgumentError } from 'commander';
 
 export function table(rows: Record<string, string>[], columns: string[]): string {
   if (rows.length === 0) return '(none)';
@@ -36,3 +37,16 @@ export function list(text: string): string[] {
     .map((part) => part.trim())
     .filter(Boolean);
 }
+
+/** Option parsers for commander: a whole number (`1_000` allowed), dollars → cents. */
+export const wholeNumber = (value: string): number => {
+  if (!/^\d+$/.test(value.replaceAll('_', ''))) throw new InvalidArgumentError('expected a whole number');
+  return Number(value.replaceAll('_', ''));
+};
+
+/** "12.50" or "$12.50" → 1250 cents. */
+export const dollarsToCents = (value: string): number => {
+  const match = /^\$?(\d+)(?:\.(\d{1,2}))?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected dollars, e.g. 50 or 12.50');
+  return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
+};

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../core/user-error.ts';
 import { registerAdminKeyCommands } from './commands/admin-keys.ts';
+import { registerBillingCommands } from './commands/billing.ts';
 import { registerKeyCommands } from './commands/keys.ts';
 import { registerLimitCommands } from './commands/limits.ts';
 import { registerMockUpstreamCommands } from './commands/mock-upstream.ts';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerAdminKeyCommands(program, globals);
   registerServiceAccountCommands(program, globals);
   registerLimitCommands(program, globals);
+  registerBillingCommands(program, globals);
   registerMockUpstreamCommands(program);
   for (const command of program.commands) {
     command.exitOverride();

@@ -3,7 +3,7 @@
  * background, the key, project, admin-key and service-account commands against it, the error
  * messages. `keyport start` (what `npm start` runs) is in start.test.ts.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -16,6 +16,7 @@ import {
   removeDir,
   runKeyport,
   type ServerProcess,
+  sleep,
   startKeyport,
   tempDir,
 } from '../helpers/processes.ts';
@@ -316,6 +317,75 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     const bad = await runKeyport(['budgets', 'set', '--usd', '1', '--tokens', '5'], env);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('give exactly one of --usd or --tokens');
+  });
+
+  it('prices, usage, costs, credits, payments and invoices from the command line', async () => {
+    const created = await cli('keys', 'create', '--name', 'billed', '--project', init.project_id);
+    const billedSecret = keysIn(created)[0] as string;
+    expect(await cli('prices', 'set', 'mock-gpt-4o', '--input', '2000', '--output', '4000')).toMatch(
+      /^Priced mock-gpt-4o from /,
+    );
+    const listed = await cli('prices', 'list');
+    expect(listed).toMatch(/^mock-gpt-4o\s+2000\s+-\s+4000\s+-\s+\S+\s+database\s+price_/m);
+    expect(listed).toMatch(/^gpt-4o\s+2\.5\s+1\.25\s+10\s/m); // OpenAI's list price, still in effect
+
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${billedSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Bill me' }] }),
+    });
+    const completion = (await response.json()) as {
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    expect(response.status).toBe(200);
+    const expectedUsd =
+      (completion.usage.prompt_tokens * 2000 + completion.usage.completion_tokens * 4000) / 1e6;
+
+    // The server writes usage in batches: wait until the Costs API has it.
+    let costs = '';
+    for (let attempt = 0; attempt < 50 && !costs.includes('mock-gpt-4o, output'); attempt++) {
+      await sleep(100);
+      costs = await cli('costs', '--days', '1');
+    }
+    expect(costs).toMatch(/mock-gpt-4o, input\s+\$\d+\.\d{2}/);
+    expect(costs).toContain(`total: $${expectedUsd.toFixed(2)}`);
+    const usage = await cli('usage', '--days', '1');
+    expect(usage).toMatch(
+      new RegExp(
+        `mock-gpt-4o\\s+1\\s+${completion.usage.prompt_tokens}\\s+0\\s+${completion.usage.completion_tokens}`,
+      ),
+    );
+
+    expect(await cli('credits', 'grant', '12.50', '--note', 'welcome')).toMatch(
+      /^Granted \$12\.50 \(credit_/,
+    );
+    expect(await cli('billing', 'show')).toMatch(/^plan:\s+pay_as_you_go$/m);
+    expect(
+      await cli('payments', 'record', '20', '--method', 'bank_transfer', '--reference', 'TX-1'),
+    ).toContain('as prepaid credit');
+    const grants = await cliJson<{ kind: string; amount_cents: number }[]>('credits', 'list');
+    expect(grants.map((g) => [g.kind, g.amount_cents]).sort()).toEqual([
+      ['promotion', 1250],
+      ['top_up', 2000],
+    ]);
+    expect(await cli('payments', 'list')).toMatch(/\$20\.00\s+top-up\s+bank_transfer\s+TX-1/);
+
+    const upcoming = await cli('invoices', 'show', 'upcoming');
+    expect(upcoming).toMatch(/^Upcoming invoice · draft/);
+    expect(upcoming).toMatch(/mock-gpt-4o\s+output\s+/);
+    const dir = tempDir('invoice');
+    const file = path.join(dir, 'upcoming.csv');
+    expect(await cli('invoices', 'download', 'upcoming', '--format', 'csv', '--out', file)).toContain(
+      `Wrote ${file}`,
+    );
+    const csv = readFileSync(file, 'utf8');
+    expect(csv.split('\n')[0]).toBe('project_id,project,model,item,quantity,quantity_unit,amount_usd');
+    expect(csv).toContain(`${init.project_id},`);
+    removeDir(dir);
+
+    const notOver = await runKeyport(['invoices', 'issue', new Date().toISOString().slice(0, 7)], env);
+    expect(notOver.code).toBe(1);
+    expect(notOver.stderr).toContain('The month is not over yet');
   });
 
   it('explains what is wrong: no admin key, no server, a data directory in use', async () => {

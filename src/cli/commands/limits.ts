@@ -3,9 +3,9 @@
  * A limit or budget belongs to the organization (no option), a project (`--project`) or a key
  * (`--key`, its project found when not given).
  */
-import { type Command, InvalidArgumentError } from 'commander';
+import type { Command } from 'commander';
 import { AdminClient, CliError } from '../client.ts';
-import { list, table, when } from '../format.ts';
+import { dollarsToCents, list, table, when, wholeNumber } from '../format.ts';
 import { projectOfKey } from './keys.ts';
 import { type GlobalOptions, output } from './output.ts';
 
@@ -55,18 +55,6 @@ const LIMIT_OPTIONS = {
   tpd: 'max_tokens_per_1_day',
   concurrency: 'max_concurrent_requests',
 } as const;
-
-const wholeNumber = (value: string): number => {
-  if (!/^\d+$/.test(value.replaceAll('_', ''))) throw new InvalidArgumentError('expected a whole number');
-  return Number(value.replaceAll('_', ''));
-};
-
-/** "12.50" or "$12.50" → 1250 cents. */
-const dollarsToCents = (value: string): number => {
-  const match = /^\$?(\d+)(?:\.(\d{1,2}))?$/.exec(value.trim());
-  if (!match) throw new InvalidArgumentError('expected dollars, e.g. 50 or 12.50');
-  return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
-};
 
 const limitText = (n: number) => (n === 0 ? '-' : n.toLocaleString('en-US'));
 
