@@ -244,6 +244,7 @@ async function startUsageRecorder(
   const recorder = new DatabaseUsageRecorder(store.db, {
     timeZone: config.billingTimeZone,
     journal,
+    flushMs: config.usageFlushMs,
     onError: (error, what, pending) => logger.error({ err: error, pending }, what),
     onWritten: (what, inserted, received) => {
       if (what === 'replay' && received > 0)

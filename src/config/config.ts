@@ -132,6 +132,8 @@ const configSchema = z.object({
    * Off: a crash loses the records not yet written (at most a flush interval's worth).
    */
   usageJournal: z.enum(['on', 'off']).default('on'),
+  /** How often usage records are written to the database in batches. */
+  usageFlushMs: z.coerce.number().int().min(10).max(600_000).default(200),
   /** How often the journal is fdatasynced (what a machine crash, not a process crash, may lose). */
   usageJournalSyncMs: z.coerce.number().int().min(1).max(60_000).default(100),
   /** The plan of a new organization: `free_trial` and `prepaid` stop at zero credit. */
@@ -171,6 +173,7 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   defaultMaxOutputTokens: 'KEYPORT_DEFAULT_MAX_OUTPUT_TOKENS',
   usageJournal: 'KEYPORT_USAGE_JOURNAL',
   usageJournalSyncMs: 'KEYPORT_USAGE_JOURNAL_SYNC_MS',
+  usageFlushMs: 'KEYPORT_USAGE_FLUSH_MS',
   defaultPlan: 'KEYPORT_DEFAULT_PLAN',
   trialCreditCents: 'KEYPORT_TRIAL_CREDIT_CENTS',
   trialDays: 'KEYPORT_TRIAL_DAYS',
