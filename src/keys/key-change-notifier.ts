@@ -79,6 +79,7 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
 
   private async listen(): Promise<void> {
     const client = await this.pool.connect();
+    this.#listener = client;
     client.on('notification', (message) => {
       if (message.channel !== CHANNEL) return;
       const topic = message.payload ? TOPIC_PAYLOAD.exec(message.payload) : null;
@@ -87,6 +88,8 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
       else this.verifier.invalidateKey(message.payload);
     });
     client.on('error', (error) => {
+      // Released already (closed, or an error before): the pool owns it now, nothing to do.
+      if (this.#listener !== client) return;
       // The connection broke: anything may have changed meanwhile, so drop the cache and listen again.
       this.onError(error);
       client.release(true);
@@ -95,8 +98,15 @@ export class PostgresKeyChangeNotifier implements KeyChangeNotifier {
       this.#topics.emitAll();
       if (!this.#closed) setTimeout(() => void this.listen().catch(this.onError), 1000).unref();
     });
-    await client.query(`LISTEN ${CHANNEL}`);
-    this.#listener = client;
+    try {
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (error) {
+      if (this.#listener === client) {
+        this.#listener = undefined;
+        client.release(true);
+      }
+      throw error;
+    }
   }
 
   async keyChanged(keyId: string): Promise<void> {

@@ -1,4 +1,5 @@
 /** The verification core against real databases: denials as data, caching, immediate invalidation. */
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { bootstrap, DEFAULT_BOOTSTRAP } from '../../src/accounts/bootstrap.ts';
 import { ProjectService } from '../../src/accounts/project-service.ts';
@@ -235,5 +236,55 @@ describe.skipIf(!POSTGRES_URL)('revocation across instances on PostgreSQL', () =
       await b.notifier.close();
       await store.close();
     }
+  });
+
+  it('listens again after its connection is killed, and a closed notifier ignores its old connection dying', async () => {
+    const store = await openTestStore('postgres');
+    const errors: unknown[] = [];
+    const verifier = new KeyVerifier(store.db, { keyPrefix: 'kp', cacheTtlMs: 60_000 });
+    const notifier = await PostgresKeyChangeNotifier.start(store.pool!, verifier, (error) =>
+      errors.push(error),
+    );
+    const terminateListeners = () =>
+      store.pool!.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen%'`,
+      );
+    try {
+      const invalidated: string[] = [];
+      notifier.on('limits', (id) => invalidated.push(id));
+      await terminateListeners();
+      // The broken connection drops every cached entry, then the notifier listens again.
+      await vi.waitFor(() => expect(invalidated).toContain('*'), { timeout: 5000, interval: 20 });
+      expect(errors.length).toBeGreaterThan(0);
+      // Listening again: a change is seen twice, locally and when its NOTIFY comes back.
+      await vi.waitFor(
+        async () => {
+          const before = invalidated.length;
+          await notifier.changed('limits', 'org-x');
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          expect(invalidated.slice(before)).toEqual(['org-x', 'org-x']);
+        },
+        { timeout: 8000, interval: 50 },
+      );
+    } finally {
+      await notifier.close();
+    }
+    // Its connection went back to the pool; killing it now (as dropping the database does) must not
+    // throw: the notifier once released it a second time from its error handler, crashing the process.
+    const { rows } = await store.pool!.query<{ name: string }>('select current_database() as name');
+    const outside = new pg.Client({ connectionString: POSTGRES_URL });
+    await outside.connect();
+    try {
+      const killed = await outside.query(
+        'select pg_terminate_backend(pid) from pg_stat_activity where datname = $1',
+        [rows[0]!.name],
+      );
+      expect(killed.rowCount).toBeGreaterThan(0);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      await outside.end();
+    }
+    await store.close();
   });
 });
