@@ -19,6 +19,7 @@ import {
 } from '../helpers/admin-api.ts';
 import { backends } from '../helpers/stores.ts';
 import { createTestApp, type TestApp } from '../helpers/test-app.ts';
+import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
 /** Resources of the first organization that a route acts on; fresh for every route. */
 interface Fixture {
@@ -42,6 +43,8 @@ interface Route {
    * which another organization's request must leave as it was.
    */
   observe?: string;
+  /** Reports the organization's usage: its own admin key must see the seeded usage's project there. */
+  showsUsage?: boolean;
 }
 
 const SPEND_ALERT = {
@@ -56,6 +59,16 @@ const SPEND_LIMIT = {
   threshold_amount: 100_000,
 } satisfies SpendLimitUpdateParams;
 const ADMIN = { __security: { adminAPIKeyAuth: true } } as const;
+/** Usage routes read from two days ago to now; the first organization has usage in that range. */
+const USAGE_SINCE = Math.floor(Date.now() / 1000) - 2 * 86_400;
+const USAGE_KINDS = [
+  'completions',
+  'embeddings',
+  'moderations',
+  'images',
+  'audio_speeches',
+  'audio_transcriptions',
+] as const;
 
 const ROUTES: Route[] = [
   { method: 'GET', template: '/admin_api_keys', owned: false },
@@ -168,7 +181,26 @@ const ROUTES: Route[] = [
   },
   { method: 'GET', template: '/budgets/{budget_id}', owned: true },
   { method: 'DELETE', template: '/budgets/{budget_id}', owned: true },
+  // Usage and costs (OpenAI), the usage export (Keyport): organization-wide reads.
+  ...USAGE_KINDS.map(
+    (kind): Route => ({
+      method: 'GET',
+      template: `/usage/${kind}?start_time=${USAGE_SINCE}&group_by=project_id,api_key_id`,
+      owned: false,
+      showsUsage: true,
+    }),
+  ),
+  {
+    method: 'GET',
+    template: `/costs?start_time=${USAGE_SINCE}&group_by=project_id`,
+    owned: false,
+    showsUsage: true,
+  },
+  { method: 'GET', template: `/usage/export?start_time=${USAGE_SINCE}`, owned: false, showsUsage: true },
 ];
+
+/** `path` with more query parameters. */
+const withQuery = (path: string, query: string) => `${path}${path.includes('?') ? '&' : '?'}${query}`;
 
 function pathOf(route: Route, fixture: Fixture): string {
   return route.template
@@ -227,6 +259,22 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
     await t.services.keys.rotate(adminScope, rotated.key.id, 0);
     rotatedOutAdminKey = rotated.secret;
     unknownAdminKey = generateKey('kp', 'admin');
+    // Usage of every kind an hour ago, for the usage routes (another organization must not see it).
+    await storeUsage(
+      t.services.store.db,
+      USAGE_KINDS.map((kind) =>
+        usageEvent({
+          organizationId: organization.id,
+          projectId: t.instance.project.id,
+          apiKeyId: 'key_security_usage',
+          kind,
+          createdAt: new Date(Date.now() - 3_600_000),
+          inputTokens: 10,
+          units: 1,
+          costNanoUsd: 1000,
+        }),
+      ),
+    );
 
     secrets.push(
       t.adminKey,
@@ -354,11 +402,11 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
         `key=${encodeURIComponent(t.adminKey)}`,
         `x=1&token=${t.adminKey}`,
       ]) {
-        const response = await send(t.adminKey, {}, `${pathOf(route, fixture)}?${query}`);
+        const response = await send(t.adminKey, {}, withQuery(pathOf(route, fixture), query));
         expectApiError(response, 400, 'invalid_request', null);
         expectNoSecret(response);
       }
-      const anonymous = await send(null, {}, `${pathOf(route, fixture)}?api_key=${projectKey}`);
+      const anonymous = await send(null, {}, withQuery(pathOf(route, fixture), `api_key=${projectKey}`));
       expectApiError(anonymous, 400, 'invalid_request');
     });
 
@@ -405,6 +453,8 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
       const response = await send(t.adminKey);
       expect(response.status, response.text).toBe(200);
       expect(response.headers['x-request-id']).toMatch(/^req_[0-9a-f]{32}$/);
+      // The usage another organization's key did not see is there for this one.
+      if (route.showsUsage) expect(response.text).toContain(t.instance.project.id);
     });
   });
 

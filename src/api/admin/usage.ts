@@ -112,7 +112,8 @@ function listParam(query: Record<string, unknown>, name: string): string[] | und
   const values = [query[name], query[`${name}[]`]].flat().filter((v): v is string => typeof v === 'string');
   if (values.length === 0) return undefined;
   const list = values
-    .flatMap((v) => v.split(','))
+    // A line item's name has a comma in it (`gpt-4o, input`): line_items are never split.
+    .flatMap((v) => (name === 'line_items' ? [v] : v.split(',')))
     .map((v) => v.trim())
     .filter(Boolean);
   if (list.length > 1000) throw badRequest(`Too many values for '${name}' (at most 1000).`, name);
@@ -268,6 +269,16 @@ export function usageRoutes(app: FastifyInstance, { store }: Services): void {
     // Line items are per model and kind: group by those too, then split each row into its items.
     const rows = await costRows(store.db, request.admin.organizationId, parsed, to, dimensions, byLineItem);
     const byBucket = new Map<number, Record<string, unknown>[]>();
+    const push = (start: number, result: Record<string, unknown>) => {
+      const list = byBucket.get(start) ?? [];
+      list.push(result);
+      byBucket.set(start, list);
+    };
+    // With line items: one result per bucket, group and line item (one per group when filtered by
+    // line items but not grouped by them). Rows of several kinds can hold the same item (a model's
+    // `input` from chat and from embeddings), so items are summed in nano-USD before the dollars.
+    const byItem = requested.includes('line_item');
+    const items = new Map<string, { result: Record<string, unknown>; nano: number; quantity: number }>();
     for (const row of rows) {
       const base = {
         object: 'organization.costs.result' as const,
@@ -276,24 +287,38 @@ export function usageRoutes(app: FastifyInstance, { store }: Services): void {
         ...(dimensions.includes('api_key_id') ? { api_key_id: row.group.api_key_id ?? null } : {}),
         ...(requested.includes('api_source') ? { api_source: 'unlabeled' } : {}),
       };
-      const results = byLineItem
-        ? lineItems(row)
-            .filter((item) => !parsed.lists.line_items || parsed.lists.line_items.includes(item.name))
-            .map((item) => ({
-              ...base,
-              amount: { value: usd(item.nano), currency: 'usd' },
-              line_item: requested.includes('line_item') ? item.name : null,
-              quantity: requested.includes('line_item') ? item.quantity : null,
-              quantity_unit: requested.includes('line_item') ? item.unit : null,
-            }))
-        : [{ ...base, amount: { value: usd(row.cost), currency: 'usd' }, line_item: null }];
-      const list = byBucket.get(row.bucketStart) ?? [];
-      list.push(...results);
-      byBucket.set(row.bucketStart, list);
+      if (!byLineItem) {
+        push(row.bucketStart, {
+          ...base,
+          amount: { value: usd(row.cost), currency: 'usd' },
+          line_item: null,
+        });
+        continue;
+      }
+      for (const item of lineItems(row)) {
+        if (parsed.lists.line_items && !parsed.lists.line_items.includes(item.name)) continue;
+        const name = byItem ? item.name : null;
+        const key = JSON.stringify([row.bucketStart, row.group, name]);
+        const seen = items.get(key);
+        if (seen) {
+          seen.nano += item.nano;
+          seen.quantity += item.quantity;
+          continue;
+        }
+        const result = {
+          ...base,
+          amount: { value: 0, currency: 'usd' },
+          line_item: name,
+          quantity: null as number | null,
+          quantity_unit: byItem ? item.unit : null,
+        };
+        items.set(key, { result, nano: item.nano, quantity: item.quantity });
+        push(row.bucketStart, result);
+      }
     }
-    if (byLineItem && !requested.includes('line_item')) {
-      // Filtered by line items but not grouped by them: one sum per bucket and group.
-      for (const [start, results] of byBucket) byBucket.set(start, mergeCosts(results));
+    for (const { result, nano, quantity } of items.values()) {
+      result.amount = { value: usd(nano), currency: 'usd' };
+      result.quantity = byItem ? quantity : null;
     }
     return {
       object: 'page' as const,
@@ -409,25 +434,6 @@ export function lineItems(row: CostRow): { name: string; quantity: number; unit:
     { name: `${model}, output`, quantity: row.output, unit: 'tokens', nano: row.costOutput },
     { name: `${model}, ${unit.item}`, quantity: row.units, unit: unit.unit, nano: row.costUnits },
   ].filter((item) => item.quantity > 0 || item.nano > 0);
-}
-
-function mergeCosts(results: Record<string, unknown>[]): Record<string, unknown>[] {
-  const merged = new Map<string, Record<string, unknown> & { amount: { value: number; currency: string } }>();
-  for (const result of results) {
-    const key = JSON.stringify([result.project_id, result.user_id, result.api_key_id]);
-    const existing = merged.get(key);
-    const value = (result.amount as { value: number }).value;
-    if (existing) existing.amount.value += value;
-    else
-      merged.set(key, {
-        ...result,
-        amount: { value, currency: 'usd' },
-        line_item: null,
-        quantity: null,
-        quantity_unit: null,
-      });
-  }
-  return [...merged.values()];
 }
 
 // ---- CSV export ---------------------------------------------------------------------------------
