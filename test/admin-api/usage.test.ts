@@ -1187,6 +1187,10 @@ describe.each(backends)('Usage and Costs APIs (%s)', (backend) => {
       [`/usage/completions?start_time=${sec(B)}&colour=blue`, 'colour'],
       [`/costs?start_time=${sec(B)}&batch=true`, 'batch'],
       [`/usage/export?start_time=${sec(B)}&models=x`, 'models'],
+      // Filters the other API has are refused, not silently ignored.
+      [`/costs?start_time=${sec(B)}&user_ids=user_u1`, 'user_ids'],
+      [`/costs?start_time=${sec(B)}&models[]=m`, 'models[]'],
+      [`/usage/completions?start_time=${sec(B)}&line_items=m,%20input`, 'line_items'],
     ];
     for (const [path, param] of cases) {
       const response = await adminRequest(t, 'GET', path, { key: org.secret });

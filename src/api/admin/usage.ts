@@ -120,7 +120,9 @@ function listParam(query: Record<string, unknown>, name: string): string[] | und
   return list;
 }
 
-const LIST_PARAMS = ['group_by', 'project_ids', 'user_ids', 'api_key_ids', 'models', 'line_items'];
+/** The list parameters each API takes (as OpenAI's): any other is refused, not silently ignored. */
+const USAGE_LISTS = ['group_by', 'project_ids', 'user_ids', 'api_key_ids', 'models'];
+const COST_LISTS = ['group_by', 'project_ids', 'api_key_ids', 'line_items'];
 
 const baseQuery = {
   start_time: z.coerce.number().int().min(0).max(32_503_680_000),
@@ -152,7 +154,7 @@ function parseQuery(
 ) {
   const raw = { ...(request.query as Record<string, unknown>) };
   const lists: Record<string, string[] | undefined> = {};
-  for (const name of LIST_PARAMS) {
+  for (const name of schema === costsQuery ? COST_LISTS : USAGE_LISTS) {
     lists[name] = listParam(raw, name);
     delete raw[name];
     delete raw[`${name}[]`];
