@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: every benchmark, printed as a Markdown table for BENCHMARKS.md.
  * PostgreSQL variants run when KEYPORT_BENCH_DATABASE_URL (or KEYPORT_TEST_DATABASE_URL) is set;
- * they write to a throw-away database they create and drop. `npm run bench -- verify|limiter` runs
+ * they write to a throw-away database they create and drop. `npm run bench -- verify|limiter|metering` runs
  * one group.
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { runLimiterBenchmarks } from './limiter.ts';
+import { runMeteringBenchmarks } from './metering.ts';
 import { machine, type Row, runVerifyBenchmarks } from './verify-key.ts';
 
 async function withScratchDatabase<T>(
@@ -33,6 +34,7 @@ const only = process.argv[2]; // `npm run bench -- limiter` runs one group
 const rows: Row[] = [];
 if (!only || only === 'verify') rows.push(...(await withScratchDatabase(baseUrl, runVerifyBenchmarks)));
 if (!only || only === 'limiter') rows.push(...(await runLimiterBenchmarks()));
+if (!only || only === 'metering') rows.push(...(await withScratchDatabase(baseUrl, runMeteringBenchmarks)));
 
 console.log(`\nMachine: ${machine()}\nCommand: npm run bench${baseUrl ? ' (with PostgreSQL)' : ''}\n`);
 console.log('| benchmark | result | goal |');

@@ -18,6 +18,8 @@ interface Entry {
   /** Credit at the last load, minus what this instance spent since; nano-USD. */
   available: number;
   expiresAt: number;
+  /** When the first grant counted in `available` expires: from then on the view is wrong. */
+  creditExpiresAt: number;
   loading: Promise<void> | undefined;
 }
 
@@ -37,6 +39,9 @@ export class CreditGate {
   check(organizationId: string): void | Promise<void> {
     const entry = this.#entries.get(organizationId);
     if (!entry) return this.#load(organizationId).then(() => this.#decide(organizationId));
+    // A grant expired (a trial ending): its credit is gone now, not at the next refresh.
+    if (entry.stopsAtZero && entry.creditExpiresAt <= this.now())
+      return this.#load(organizationId).then(() => this.#decide(organizationId));
     if (entry.expiresAt <= this.now() && !entry.loading) void this.#load(organizationId).catch(this.onError);
     return this.#decide(organizationId);
   }
@@ -71,12 +76,18 @@ export class CreditGate {
     const loading = (async () => {
       const account = await this.billing.account(organizationId);
       const stopsAtZero = account.plan !== 'pay_as_you_go';
-      const available = stopsAtZero ? (await this.billing.balance(organizationId)).availableNanoUsd : 0;
+      const balance = stopsAtZero ? await this.billing.balance(organizationId) : undefined;
+      const available = balance?.availableNanoUsd ?? 0;
+      const creditExpiresAt = (balance?.grants ?? []).reduce(
+        (first, g) => Math.min(first, g.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY),
+        Number.POSITIVE_INFINITY,
+      );
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.clear();
       this.#entries.set(organizationId, {
         stopsAtZero,
         available,
         expiresAt: this.now() + this.ttlMs,
+        creditExpiresAt,
         loading: undefined,
       });
     })();

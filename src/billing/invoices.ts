@@ -34,7 +34,9 @@ const UNITS: Record<string, { item: string; unit: string }> = {
 };
 
 export function invoiceLines(usage: readonly UsageByModel[]): InvoiceLine[] {
-  const lines: InvoiceLine[] = [];
+  // The same project, model and item from two kinds (rare): one line, its costs summed before
+  // the line is rounded (rounding each kind's part first could be a cent off per kind).
+  const merged = new Map<string, Omit<InvoiceLine, 'amountCents'> & { nano: number }>();
   for (const row of usage) {
     const unit = UNITS[row.kind] ?? { item: 'units', unit: 'units' };
     const candidates = [
@@ -50,27 +52,18 @@ export function invoiceLines(usage: readonly UsageByModel[]): InvoiceLine[] {
     ];
     for (const c of candidates) {
       if (c.quantity === 0 && c.nano === 0) continue;
-      lines.push({
-        projectId: row.projectId,
-        model: row.model,
-        item: c.item,
-        quantity: c.quantity,
-        quantityUnit: c.quantityUnit,
-        amountCents: nanoToCents(c.nano),
-      });
+      const key = `${row.projectId}\u0000${row.model}\u0000${c.item}`;
+      const existing = merged.get(key);
+      if (existing) {
+        existing.quantity += c.quantity;
+        existing.nano += c.nano;
+      } else merged.set(key, { projectId: row.projectId, model: row.model, ...c });
     }
   }
-  // The same project, model and item from two kinds (rare): one line.
-  const merged = new Map<string, InvoiceLine>();
-  for (const line of lines) {
-    const key = `${line.projectId}\u0000${line.model}\u0000${line.item}`;
-    const existing = merged.get(key);
-    if (existing) {
-      existing.quantity += line.quantity;
-      existing.amountCents += line.amountCents;
-    } else merged.set(key, { ...line });
-  }
-  return [...merged.values()].sort(
+  const lines = [...merged.values()].map(
+    ({ nano, ...line }): InvoiceLine => ({ ...line, amountCents: nanoToCents(nano) }),
+  );
+  return lines.sort(
     (a, b) =>
       a.projectId.localeCompare(b.projectId) ||
       a.model.localeCompare(b.model) ||

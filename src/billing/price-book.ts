@@ -88,8 +88,8 @@ export class PriceBook {
     const effectiveFrom = input.effectiveFrom ?? now;
     if (effectiveFrom < now - 60_000) {
       throw badRequest(
-        'effective_from is in the past: a price applies from now or later, so recorded costs never change.',
-        'effective_from',
+        'effective_at is in the past: a price applies from now or later, so recorded costs never change.',
+        'effective_at',
       );
     }
     const [row] = await this.db
@@ -105,6 +105,8 @@ export class PriceBook {
         createdBy,
       })
       .returning();
+    // In effect here before this returns; the other instances reload on the announcement.
+    await this.reload();
     await this.changed();
     return row!;
   }
@@ -122,6 +124,7 @@ export class PriceBook {
       );
     }
     await this.db.delete(modelPrices).where(eq(modelPrices.id, id));
+    await this.reload();
     await this.changed();
   }
 

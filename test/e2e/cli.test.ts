@@ -322,6 +322,7 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
   it('prices, usage, costs, credits, payments and invoices from the command line', async () => {
     const created = await cli('keys', 'create', '--name', 'billed', '--project', init.project_id);
     const billedSecret = keysIn(created)[0] as string;
+    const billedId = /Created (key_\S+) in/.exec(created)?.[1] as string;
     expect(await cli('prices', 'set', 'mock-gpt-4o', '--input', '2000', '--output', '4000')).toMatch(
       /^Priced mock-gpt-4o from /,
     );
@@ -349,10 +350,11 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     }
     expect(costs).toMatch(/mock-gpt-4o, input\s+\$\d+\.\d{2}/);
     expect(costs).toContain(`total: $${expectedUsd.toFixed(2)}`);
-    const usage = await cli('usage', '--days', '1');
+    // Earlier tests sent requests to this server too: this key's row has the one request.
+    const usage = await cli('usage', '--days', '1', '--by', 'api_key_id');
     expect(usage).toMatch(
       new RegExp(
-        `mock-gpt-4o\\s+1\\s+${completion.usage.prompt_tokens}\\s+0\\s+${completion.usage.completion_tokens}`,
+        `${billedId}\\s+1\\s+${completion.usage.prompt_tokens}\\s+0\\s+${completion.usage.completion_tokens}`,
       ),
     );
 

@@ -30,7 +30,9 @@ export interface TestApp {
 export async function createTestApp(
   options: { backend?: Backend; config?: ConfigInput } = {},
 ): Promise<TestApp> {
-  const config = loadConfig({}, { logLevel: 'info', ...options.config });
+  // No journal: parallel test apps would share one in the checkout's data directory (the journal
+  // is tested on its own and through real processes).
+  const config = loadConfig({}, { logLevel: 'info', usageJournal: 'off', ...options.config });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {

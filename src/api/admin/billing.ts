@@ -100,10 +100,9 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
   };
 
   const accountObject = async (organizationId: string) => {
-    const [account, balance] = await Promise.all([
-      billing.account(organizationId),
-      billing.balance(organizationId),
-    ]);
+    // The account first: making it grants the trial credit, which the balance must include.
+    const account = await billing.account(organizationId);
+    const balance = await billing.balance(organizationId);
     return {
       object: 'organization.billing' as const,
       organization_id: organizationId,
