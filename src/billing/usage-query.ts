@@ -203,7 +203,6 @@ export interface BucketRow {
   /** The grouped dimensions (null: not grouped, or none: an admin key has no project). */
   group: Partial<Record<UsageGroup, string | null>>;
   totals: UsageTotals;
-  costs: { input: number; cached: number; output: number; units: number };
 }
 
 const GROUP_COLUMN: Record<UsageGroup, SQL> = {
@@ -231,11 +230,7 @@ export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<Buck
   const groupBy = groups.length > 0 ? sql`, ${sql.join(groups, sql`, `)}` : sql``;
   const rows = rowsOf<TotalsRow & Record<string, string | number | Date>>(
     await db.execute(sql`
-      select bucket_start ${select}, ${TOTALS},
-             coalesce(sum(cost_input_nano_usd), 0) as cost_input,
-             coalesce(sum(cost_cached_nano_usd), 0) as cost_cached,
-             coalesce(sum(cost_output_nano_usd), 0) as cost_output,
-             coalesce(sum(cost_units_nano_usd), 0) as cost_units
+      select bucket_start ${select}, ${TOTALS}
       from usage_rollups
       where ${sql.join(filters, sql` and `)}
       group by bucket_start ${groupBy}
@@ -249,12 +244,6 @@ export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<Buck
       ...(query.byKind ? { kind: String(row.kind) } : {}),
       group,
       totals: totalsOf(row),
-      costs: {
-        input: Number(row.cost_input),
-        cached: Number(row.cost_cached),
-        output: Number(row.cost_output),
-        units: Number(row.cost_units),
-      },
     };
   });
 }

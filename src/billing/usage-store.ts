@@ -43,7 +43,7 @@ export async function ingestUsage(
           on conflict (request_id) do nothing
           returning *
         ),
-        widths (width, seconds) as (values ('1m', 60), ('1h', 3600), ('1d', 86400)),
+        widths (width, step) as (values ('1m', interval '1 minute'), ('1h', interval '1 hour'), ('1d', interval '1 day')),
         rolled as (
           insert into usage_rollups as r (
             width, bucket_start, organization_id, project_id, api_key_id, user_id, model, kind,
@@ -51,7 +51,7 @@ export async function ingestUsage(
             cost_input_nano_usd, cost_cached_nano_usd, cost_output_nano_usd, cost_units_nano_usd
           )
           select w.width,
-                 to_timestamp(floor(extract(epoch from i.created_at) / w.seconds) * w.seconds) as bucket,
+                 date_bin(w.step, i.created_at, timestamptz '1970-01-01 00:00:00+00') as bucket,
                  i.organization_id, coalesce(i.project_id, ''), i.api_key_id,
                  coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind,
                  count(*),
@@ -61,6 +61,10 @@ export async function ingestUsage(
                  sum(i.cost_units_nano_usd)
           from inserted i cross join widths w
           group by w.width, bucket, i.organization_id, coalesce(i.project_id, ''), i.api_key_id,
+                   coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind
+          -- In key order: instances writing at once take the rows' locks in the same order, so
+          -- they wait for each other instead of deadlocking.
+          order by w.width, i.organization_id, bucket, coalesce(i.project_id, ''), i.api_key_id,
                    coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind
           on conflict (width, organization_id, bucket_start, project_id, api_key_id, user_id, model, kind)
           do update set
@@ -76,7 +80,7 @@ export async function ingestUsage(
             cost_units_nano_usd = r.cost_units_nano_usd + excluded.cost_units_nano_usd
         )
         select organization_id,
-               to_timestamp(floor(extract(epoch from created_at) / 60) * 60) as minute,
+               date_bin(interval '1 minute', created_at, timestamptz '1970-01-01 00:00:00+00') as minute,
                sum(cost_nano_usd) as cost,
                count(*) as n
         from inserted

@@ -191,11 +191,7 @@ export const usageEvents = pgTable(
     costOutputNanoUsd: bigint('cost_output_nano_usd', { mode: 'number' }).notNull().default(0),
     costUnitsNanoUsd: bigint('cost_units_nano_usd', { mode: 'number' }).notNull().default(0),
   },
-  (t) => [
-    index('usage_events_org_time').on(t.organizationId, t.createdAt),
-    index('usage_events_key_time').on(t.apiKeyId, t.createdAt),
-    index('usage_events_project_time').on(t.projectId, t.createdAt),
-  ],
+  (t) => [index('usage_events_org_time').on(t.organizationId, t.createdAt)],
 );
 
 export type UsageEventRow = typeof usageEvents.$inferSelect;
