@@ -12,6 +12,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { lockDataDir } from './data-dir-lock.ts';
 import { DurableNodeFS } from './durable-node-fs.ts';
+import { PGliteProxy } from './pglite-proxy.ts';
 import * as schema from './schema.ts';
 
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -27,8 +28,8 @@ export interface Store {
   close(): Promise<void>;
   /** PostgreSQL only: the pool, for LISTEN/NOTIFY and raw access in tests. */
   pool?: pg.Pool;
-  /** PGlite only. */
-  pglite?: PGlite;
+  /** PGlite only: in-thread, or the handle on its own thread. */
+  pglite?: PGlite | PGliteProxy;
 }
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -64,11 +65,16 @@ export interface OpenStoreOptions {
   /** A PGlite data directory tarball to start from instead of running initdb (tests). */
   loadDataDir?: Blob | File;
   poolSize?: number;
+  /**
+   * PGlite on a thread of its own (default), so its queries never stall the event loop; false
+   * runs it on the calling thread.
+   */
+  pgliteThread?: boolean;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10);
-  return openPglite(options.dataDir ?? './.keyport', options.loadDataDir);
+  return openPglite(options.dataDir ?? './.keyport', options.loadDataDir, options.pgliteThread ?? true);
 }
 
 async function openPostgres(url: string, poolSize: number): Promise<Store> {
@@ -94,22 +100,34 @@ async function openPostgres(url: string, poolSize: number): Promise<Store> {
   };
 }
 
-async function openPglite(dataDir: string, loadDataDir?: Blob | File): Promise<Store> {
+async function openPglite(
+  dataDir: string,
+  loadDataDir: Blob | File | undefined,
+  thread: boolean,
+): Promise<Store> {
   const inMemory = dataDir === 'memory';
   const unlock = inMemory ? () => {} : lockDataDir(dataDir);
-  let pglite: PGlite;
+  let pglite: PGlite | PGliteProxy;
+  let db: Db;
   try {
-    pglite = await PGlite.create({
-      ...(inMemory ? {} : { fs: new DurableNodeFS(dataDir) }),
-      ...(loadDataDir ? { loadDataDir } : {}),
-      startParams: PGLITE_START_PARAMS,
+    if (thread) {
+      pglite = await PGliteProxy.open({ dataDir, startParams: PGLITE_START_PARAMS, loadDataDir });
+    } else {
+      pglite = await PGlite.create({
+        ...(inMemory ? {} : { fs: new DurableNodeFS(dataDir) }),
+        ...(loadDataDir ? { loadDataDir } : {}),
+        startParams: PGLITE_START_PARAMS,
+      });
+    }
+    // Drizzle's PGlite driver uses query/transaction, which the proxy provides too.
+    db = drizzlePglite(pglite as PGlite, { schema }) as unknown as Db;
+    await migratePglite(db as unknown as Parameters<typeof migratePglite>[0], {
+      migrationsFolder: MIGRATIONS_FOLDER,
     });
-    await migratePglite(drizzlePglite(pglite, { schema }), { migrationsFolder: MIGRATIONS_FOLDER });
   } catch (error) {
     unlock();
     throw error;
   }
-  const db = drizzlePglite(pglite, { schema }) as unknown as Db;
   return {
     db,
     dialect: 'pglite',
