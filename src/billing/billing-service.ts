@@ -542,10 +542,13 @@ export class BillingService {
       const previous = this.monthOf(start - 1);
       if (previous.end + graceMs <= now) {
         const rows = rowsOf<{ organization_id: string }>(
+          // Hours with usage are compacted (an hour row) or still marked: together, every one.
           await this.db.execute(sql`
-            select distinct r.organization_id from usage_rollups r
-            where r.width = '1h'
-              and r.bucket_start >= ${new Date(previous.start - 3_600_000).toISOString()}::timestamptz
+            select distinct r.organization_id from (
+              select organization_id, bucket_start from usage_rollups where width = '1h'
+              union all
+              select organization_id, hour from rollup_dirty) as r (organization_id, bucket_start)
+            where r.bucket_start >= ${new Date(previous.start - 3_600_000).toISOString()}::timestamptz
               and r.bucket_start < ${new Date(previous.end).toISOString()}::timestamptz
               and not exists (
                 select 1 from invoices i

@@ -106,15 +106,83 @@ function scopeFilter(scope: UsageScope): SQL {
   return sql.join(parts, sql` and `);
 }
 
-function rangeFilter(pieces: readonly RangePiece[]): SQL {
-  if (pieces.length === 0) return sql`false`;
-  return sql`(${sql.join(
-    pieces.map(
-      (p) =>
-        sql`(width = ${p.width} and bucket_start >= ${iso(p.from)}::timestamptz and bucket_start < ${iso(p.to)}::timestamptz)`,
-    ),
-    sql` or `,
-  )})`;
+const EPOCH = sql.raw("timestamptz '1970-01-01 00:00:00+00'");
+const COLUMNS = [
+  'organization_id',
+  'project_id',
+  'api_key_id',
+  'user_id',
+  'model',
+  'kind',
+  'requests',
+  'errors',
+  'input_tokens',
+  'cached_tokens',
+  'output_tokens',
+  'units',
+  'cost_input_nano_usd',
+  'cost_cached_nano_usd',
+  'cost_output_nano_usd',
+  'cost_units_nano_usd',
+];
+const columnsOf = (alias: string) => sql.raw(COLUMNS.map((c) => `${alias}.${c}`).join(', '));
+
+/**
+ * The roll-up rows that cover `pieces` exactly, as the branches of a UNION ALL with the roll-up's
+ * columns and `bucket_start` at each piece's width. Hours still marked in `rollup_dirty` (their
+ * hour and day roll-ups not recomputed since their minutes changed) are read from their minutes,
+ * and days holding such hours from their other hours and those minutes: every read is exact,
+ * however far compaction has got. Callers group by bucket_start and sum.
+ */
+export function rollupRows(organizationId: string, pieces: readonly RangePiece[]): SQL {
+  const branches = pieces.flatMap((piece) => branchesOf(organizationId, piece));
+  if (branches.length === 0) {
+    return sql`select bucket_start, ${columnsOf('usage_rollups')} from usage_rollups where false`;
+  }
+  return sql.join(branches, sql` union all `);
+}
+
+function branchesOf(org: string, { width, from, to }: RangePiece): SQL[] {
+  const start = sql`${iso(from)}::timestamptz`;
+  const end = sql`${iso(to)}::timestamptz`;
+  /** Minute rows of the marked hours of [start, end), their bucket binned to `step`. */
+  const markedMinutes = (step: SQL) => sql`
+    select date_bin(${step}, m.bucket_start, ${EPOCH}) as bucket_start, ${columnsOf('m')}
+    from rollup_dirty d
+    join usage_rollups m on m.width = '1m' and m.organization_id = d.organization_id
+      and m.bucket_start >= d.hour and m.bucket_start < d.hour + interval '1 hour'
+    where d.organization_id = ${org} and d.hour >= ${start} and d.hour < ${end}`;
+  if (width === '1m') {
+    return [
+      sql`select r.bucket_start, ${columnsOf('r')} from usage_rollups r
+          where r.width = '1m' and r.organization_id = ${org} and r.bucket_start >= ${start} and r.bucket_start < ${end}`,
+    ];
+  }
+  if (width === '1h') {
+    return [
+      sql`select r.bucket_start, ${columnsOf('r')} from usage_rollups r
+          where r.width = '1h' and r.organization_id = ${org} and r.bucket_start >= ${start} and r.bucket_start < ${end}
+            and not exists (select 1 from rollup_dirty d where d.organization_id = ${org} and d.hour = r.bucket_start)`,
+      markedMinutes(sql`interval '1 hour'`),
+    ];
+  }
+  return [
+    // Days with no marked hour: their day rows.
+    sql`select r.bucket_start, ${columnsOf('r')} from usage_rollups r
+        where r.width = '1d' and r.organization_id = ${org} and r.bucket_start >= ${start} and r.bucket_start < ${end}
+          and not exists (
+            select 1 from rollup_dirty d
+            where d.organization_id = ${org} and d.hour >= r.bucket_start and d.hour < r.bucket_start + interval '1 day')`,
+    // Days with one: their unmarked hours…
+    sql`select date_bin(interval '1 day', h.bucket_start, ${EPOCH}) as bucket_start, ${columnsOf('h')}
+        from (select distinct date_bin(interval '1 day', hour, ${EPOCH}) as day from rollup_dirty
+              where organization_id = ${org} and hour >= ${start} and hour < ${end}) as dd
+        join usage_rollups h on h.width = '1h' and h.organization_id = ${org}
+          and h.bucket_start >= dd.day and h.bucket_start < dd.day + interval '1 day'
+        where not exists (select 1 from rollup_dirty d where d.organization_id = ${org} and d.hour = h.bucket_start)`,
+    // …and the minutes of the marked ones.
+    markedMinutes(sql`interval '1 day'`),
+  ];
 }
 
 /** Totals over [start, end) (whole minutes), from the roll-ups. */
@@ -124,11 +192,9 @@ export async function sumUsage(
   start: number,
   end: number,
 ): Promise<UsageTotals> {
-  const pieces = decompose(start, end);
+  const rows = rollupRows(scope.organizationId, decompose(start, end));
   const [row] = rowsOf<TotalsRow>(
-    await db.execute(
-      sql`select ${TOTALS} from usage_rollups where ${scopeFilter(scope)} and ${rangeFilter(pieces)}`,
-    ),
+    await db.execute(sql`select ${TOTALS} from (${rows}) as u where ${scopeFilter(scope)}`),
   );
   return totalsOf(row);
 }
@@ -150,7 +216,7 @@ export async function sumUsageByProjectAndModel(
     costUnits: number;
   })[]
 > {
-  const pieces = decompose(start, end);
+  const source = rollupRows(organizationId, decompose(start, end));
   const rows = rowsOf<TotalsRow & Record<string, string | number>>(
     await db.execute(sql`
       select project_id, model, kind, ${TOTALS},
@@ -158,8 +224,7 @@ export async function sumUsageByProjectAndModel(
              coalesce(sum(cost_cached_nano_usd), 0) as cost_cached,
              coalesce(sum(cost_output_nano_usd), 0) as cost_output,
              coalesce(sum(cost_units_nano_usd), 0) as cost_units
-      from usage_rollups
-      where organization_id = ${organizationId} and ${rangeFilter(pieces)}
+      from (${source}) as u
       group by project_id, model, kind
       order by project_id, model, kind`),
   );
@@ -212,15 +277,10 @@ const GROUP_COLUMN: Record<UsageGroup, SQL> = {
   model: sql.raw('model'),
 };
 
-/** One row per bucket and group that had usage, from the roll-ups of the bucket's own width. */
+/** One row per bucket and group that had usage, from the roll-ups at the bucket's width. */
 export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<BucketRow[]> {
-  const filters: SQL[] = [
-    sql`width = ${query.width}`,
-    sql`organization_id = ${query.organizationId}`,
-    sql`bucket_start >= ${iso(query.from)}::timestamptz`,
-    sql`bucket_start < ${iso(query.to)}::timestamptz`,
-    inList(sql`kind`, query.kinds),
-  ];
+  const source = rollupRows(query.organizationId, [{ width: query.width, from: query.from, to: query.to }]);
+  const filters: SQL[] = [inList(sql`kind`, query.kinds)];
   if (query.projectIds) filters.push(inList(sql`project_id`, query.projectIds));
   if (query.userIds) filters.push(inList(sql`user_id`, query.userIds));
   if (query.apiKeyIds) filters.push(inList(sql`api_key_id`, query.apiKeyIds));
@@ -231,7 +291,7 @@ export async function usageBuckets(db: DbOrTx, query: BucketQuery): Promise<Buck
   const rows = rowsOf<TotalsRow & Record<string, string | number | Date>>(
     await db.execute(sql`
       select bucket_start ${select}, ${TOTALS}
-      from usage_rollups
+      from (${source}) as u
       where ${sql.join(filters, sql` and `)}
       group by bucket_start ${groupBy}
       order by bucket_start ${groupBy}`),

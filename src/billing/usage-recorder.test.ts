@@ -12,11 +12,12 @@ import { backends, openTestStore } from '../../test/helpers/stores.ts';
 import type { Db, Store } from '../store/database.ts';
 import { insertOrganization } from '../store/repositories/organizations.ts';
 import { rowsOf } from '../store/rows.ts';
-import { creditDraws, creditGrants, usageEvents, usageRollups } from '../store/schema.ts';
-import type { UsageEvent } from './usage-event.ts';
+import { creditDraws, creditGrants, rollupDirty, usageEvents, usageRollups } from '../store/schema.ts';
+import { USAGE_KINDS, type UsageEvent } from './usage-event.ts';
 import { UsageJournal } from './usage-journal.ts';
+import { sumUsage, usageBuckets } from './usage-query.ts';
 import { DatabaseUsageRecorder } from './usage-recorder.ts';
-import { ingestUsage } from './usage-store.ts';
+import { compactRollups, ingestUsage } from './usage-store.ts';
 
 let sequence = 0;
 const event = (i: number, organizationId: string, overrides: Partial<UsageEvent> = {}): UsageEvent => ({
@@ -88,6 +89,9 @@ describe.each(backends)('metering on %s', (backend) => {
     for (const e of events) expect(byId.get(e.requestId)).toEqual(e);
 
     const sum = (key: keyof UsageEvent) => events.reduce((total, e) => total + (e[key] as number), 0);
+    // Ingest writes minutes; hours and days are computed from them by compaction (twice: no change).
+    expect(await compactRollups(store.db)).toBeGreaterThan(0);
+    expect(await compactRollups(store.db)).toBe(0);
     for (const width of ['1m', '1h', '1d'] as const) {
       const [totals] = rowsOf<Record<string, string>>(
         await store.db.execute(sql`
@@ -236,6 +240,108 @@ describe.each(backends)('metering on %s', (backend) => {
     await second.close();
     expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl'))).toEqual([]);
   });
+
+  it('compaction recomputes ended hours and days from their minutes; reads are the same before and after', async () => {
+    const org = await newOrganization();
+    const at = (h: number, m: number) => new Date(Date.UTC(2026, 9, 3, h, m));
+    const events = [
+      event(1, org, { createdAt: at(9, 5), inputTokens: 10 }),
+      event(2, org, { createdAt: at(9, 55), inputTokens: 20 }),
+      event(3, org, { createdAt: at(11, 0), inputTokens: 40 }),
+    ];
+    await ingestUsage(store.db, events, 'UTC');
+    const day = { width: '1d' as const, from: Date.UTC(2026, 9, 3), to: Date.UTC(2026, 9, 4) };
+    const hours = { width: '1h' as const, from: Date.UTC(2026, 9, 3, 9), to: Date.UTC(2026, 9, 3, 12) };
+    const read = async () => ({
+      day: await usageBuckets(store.db, { organizationId: org, ...day, kinds: USAGE_KINDS, groupBy: [] }),
+      hours: await usageBuckets(store.db, { organizationId: org, ...hours, kinds: USAGE_KINDS, groupBy: [] }),
+      total: await sumUsage(
+        store.db,
+        { organizationId: org },
+        Date.UTC(2026, 9, 3, 9, 30),
+        Date.UTC(2026, 9, 4),
+      ),
+    });
+    const marks = async () =>
+      (await store.db.select().from(rollupDirty).where(eq(rollupDirty.organizationId, org)))
+        .map((m) => m.hour.toISOString())
+        .sort();
+    expect(await marks()).toEqual(['2026-10-03T09:00:00.000Z', '2026-10-03T11:00:00.000Z']);
+    const before = await read();
+    expect(before.day.map((b) => b.totals.inputTokens)).toEqual([70]);
+    expect(before.hours.map((b) => [new Date(b.bucketStart).getUTCHours(), b.totals.inputTokens])).toEqual([
+      [9, 30],
+      [11, 40],
+    ]);
+    expect(before.total.inputTokens).toBe(60); // from 09:30: the 09:55 and 11:00 events
+
+    while ((await compactRollups(store.db)) > 0) {}
+    expect(await marks()).toEqual([]);
+    const hourRows = await store.db
+      .select({ start: usageRollups.bucketStart, input: usageRollups.inputTokens })
+      .from(usageRollups)
+      .where(sql`${usageRollups.organizationId} = ${org} and ${usageRollups.width} = '1h'`);
+    // The events' keys and models differ: a row per hour and key; their sums per hour.
+    const perHour = new Map<number, number>();
+    for (const r of hourRows)
+      perHour.set(r.start.getUTCHours(), (perHour.get(r.start.getUTCHours()) ?? 0) + r.input);
+    expect(Object.fromEntries(perHour)).toEqual({ 9: 30, 11: 40 });
+    expect(await read()).toEqual(before);
+
+    // New usage in a compacted hour marks it again; reads include it at once, compaction catches up.
+    await ingestUsage(store.db, [event(4, org, { createdAt: at(9, 10), inputTokens: 5 })], 'UTC');
+    expect(await marks()).toEqual(['2026-10-03T09:00:00.000Z']);
+    const after = await read();
+    expect(after.day.map((b) => b.totals.inputTokens)).toEqual([75]);
+    expect(after.hours.map((b) => b.totals.inputTokens)).toEqual([35, 40]);
+    while ((await compactRollups(store.db)) > 0) {}
+    expect(await read()).toEqual(after);
+  });
+
+  it.skipIf(backend !== 'postgres')(
+    'a write racing compaction keeps its hour marked, so no read ever misses it',
+    async () => {
+      const org = await newOrganization();
+      const hour = new Date(Date.UTC(2026, 9, 4, 8));
+      await ingestUsage(
+        store.db,
+        [event(1, org, { createdAt: new Date(hour.getTime() + 60_000), inputTokens: 100 })],
+        'UTC',
+      );
+      // Another instance's ingest, in flight: its minute and its mark are written, not committed.
+      const other = await store.pool!.connect();
+      try {
+        await other.query('begin');
+        await other.query(
+          `update usage_rollups set input_tokens = input_tokens + 7 where width = '1m' and organization_id = $1`,
+          [org],
+        );
+        await other.query(
+          'update rollup_dirty set version = version + 1 where organization_id = $1 and hour = $2',
+          [org, hour],
+        );
+        // Compaction reads the committed minutes (100) and waits to clear the mark the write holds.
+        const compacting = compactRollups(store.db);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await other.query('commit');
+        expect(await compacting).toBeGreaterThan(0);
+      } finally {
+        other.release();
+      }
+      // The mark survived (its version moved), so the hour is read from its minutes: 107, not 100.
+      const marks = await store.db.select().from(rollupDirty).where(eq(rollupDirty.organizationId, org));
+      expect(marks).toHaveLength(1);
+      const range = { width: '1h' as const, from: hour.getTime(), to: hour.getTime() + 3_600_000 };
+      const read = () =>
+        usageBuckets(store.db, { organizationId: org, ...range, kinds: USAGE_KINDS, groupBy: [] });
+      expect((await read())[0]!.totals.inputTokens).toBe(107);
+      while ((await compactRollups(store.db)) > 0) {}
+      expect(await store.db.select().from(rollupDirty).where(eq(rollupDirty.organizationId, org))).toEqual(
+        [],
+      );
+      expect((await read())[0]!.totals.inputTokens).toBe(107);
+    },
+  );
 
   it('refuses a second process on the same journal', async () => {
     const dir = journalDir();

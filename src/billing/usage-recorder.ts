@@ -8,7 +8,7 @@
 import type { Db } from '../store/database.ts';
 import type { UsageEvent } from './usage-event.ts';
 import type { UsageJournal } from './usage-journal.ts';
-import { ingestUsage } from './usage-store.ts';
+import { compactRollups, ingestUsage } from './usage-store.ts';
 
 export type { UsageEvent } from './usage-event.ts';
 
@@ -35,6 +35,8 @@ export interface DatabaseUsageRecorderOptions {
   /** The crash-proof journal; without one, a crash loses what was not written yet. */
   journal?: UsageJournal | undefined;
   flushMs?: number;
+  /** Hour and day roll-ups are recomputed from the minutes this often (after a write). */
+  compactMs?: number;
   batchSize?: number;
   /** Events held in memory while the database is unreachable; beyond it they wait on disk only. */
   maxPending?: number;
@@ -57,6 +59,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
   #spilled = false;
   /** Events lost: neither in the journal nor kept in memory. */
   lost = 0;
+  #compactedAt = 0;
 
   constructor(
     private readonly db: Db,
@@ -107,7 +110,20 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
     await this.flush();
+    await this.#compact(true);
     await this.options.journal?.close();
+  }
+
+  /** Recomputes hour and day roll-ups when due (every instance tries; one at a time does it). */
+  async #compact(force = false): Promise<void> {
+    const now = Date.now();
+    if (!force && now - this.#compactedAt < (this.options.compactMs ?? 30_000)) return;
+    this.#compactedAt = now;
+    try {
+      while ((await compactRollups(this.db)) === 500) {}
+    } catch (error) {
+      this.options.onError(error, 'usage roll-ups could not be compacted; reads use the minutes meanwhile', this.#pending.length);
+    }
   }
 
   async #writeAll(): Promise<void> {
@@ -129,6 +145,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
       this.#committed(batch);
     }
     if (this.#spilled) await this.#replaySpilled();
+    await this.#compact();
   }
 
   /** Tells the journal which of its events the database now has. */

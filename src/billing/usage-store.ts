@@ -17,10 +17,30 @@ export interface IngestResult {
   creditDrawn: number;
 }
 
+const EPOCH = sql.raw("timestamptz '1970-01-01 00:00:00+00'");
+
+/** The roll-up's measures, summed from usage events `i` (ingest) or roll-up rows `r` (compaction). */
+const MEASURES = [
+  'requests',
+  'errors',
+  'input_tokens',
+  'cached_tokens',
+  'output_tokens',
+  'units',
+  'cost_input_nano_usd',
+  'cost_cached_nano_usd',
+  'cost_output_nano_usd',
+  'cost_units_nano_usd',
+] as const;
+const DIMENSIONS = sql.raw('organization_id, project_id, api_key_id, user_id, model, kind');
+const MEASURE_COLUMNS = sql.raw(MEASURES.join(', '));
+const SUMMED = sql.raw(MEASURES.map((m) => `sum(${m})`).join(', '));
+
 /**
- * One statement for events and roll-ups: the whole batch is one JSON parameter (building a
- * 26-parameters-per-row insert cost more CPU than the gateway's own work), and the roll-ups sum
- * `inserted`, the rows the insert returned.
+ * One statement for events, minute roll-ups and hour marks: the whole batch is one JSON parameter
+ * (building a 26-parameters-per-row insert cost more CPU than the gateway's own work), and the
+ * minutes sum `inserted`, the rows the insert returned. Hours and days are left to compaction:
+ * writing all three widths here tripled the statement's cost.
  */
 export async function ingestUsage(
   db: Db,
@@ -43,15 +63,9 @@ export async function ingestUsage(
           on conflict (request_id) do nothing
           returning *
         ),
-        widths (width, step) as (values ('1m', interval '1 minute'), ('1h', interval '1 hour'), ('1d', interval '1 day')),
-        rolled as (
-          insert into usage_rollups as r (
-            width, bucket_start, organization_id, project_id, api_key_id, user_id, model, kind,
-            requests, errors, input_tokens, cached_tokens, output_tokens, units,
-            cost_input_nano_usd, cost_cached_nano_usd, cost_output_nano_usd, cost_units_nano_usd
-          )
-          select w.width,
-                 date_bin(w.step, i.created_at, timestamptz '1970-01-01 00:00:00+00') as bucket,
+        minutes as (
+          insert into usage_rollups as r (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
+          select '1m', date_bin(interval '1 minute', i.created_at, ${EPOCH}) as bucket,
                  i.organization_id, coalesce(i.project_id, ''), i.api_key_id,
                  coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind,
                  count(*),
@@ -59,28 +73,24 @@ export async function ingestUsage(
                  sum(i.input_tokens), sum(i.cached_tokens), sum(i.output_tokens), sum(i.units),
                  sum(i.cost_input_nano_usd), sum(i.cost_cached_nano_usd), sum(i.cost_output_nano_usd),
                  sum(i.cost_units_nano_usd)
-          from inserted i cross join widths w
-          group by w.width, bucket, i.organization_id, coalesce(i.project_id, ''), i.api_key_id,
-                   coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind
+          from inserted i
+          group by 2, 3, 4, 5, 6, 7, 8
           -- In key order: instances writing at once take the rows' locks in the same order, so
           -- they wait for each other instead of deadlocking.
-          order by w.width, i.organization_id, bucket, coalesce(i.project_id, ''), i.api_key_id,
-                   coalesce(i.user_id, i.service_account_id, ''), coalesce(i.model, ''), i.kind
+          order by 3, 2, 4, 5, 6, 7, 8
           on conflict (width, organization_id, bucket_start, project_id, api_key_id, user_id, model, kind)
-          do update set
-            requests = r.requests + excluded.requests,
-            errors = r.errors + excluded.errors,
-            input_tokens = r.input_tokens + excluded.input_tokens,
-            cached_tokens = r.cached_tokens + excluded.cached_tokens,
-            output_tokens = r.output_tokens + excluded.output_tokens,
-            units = r.units + excluded.units,
-            cost_input_nano_usd = r.cost_input_nano_usd + excluded.cost_input_nano_usd,
-            cost_cached_nano_usd = r.cost_cached_nano_usd + excluded.cost_cached_nano_usd,
-            cost_output_nano_usd = r.cost_output_nano_usd + excluded.cost_output_nano_usd,
-            cost_units_nano_usd = r.cost_units_nano_usd + excluded.cost_units_nano_usd
+          do update set ${sql.raw(MEASURES.map((m) => `${m} = r.${m} + excluded.${m}`).join(', '))}
+        ),
+        marked as (
+          -- The hour's roll-ups are stale now; the version tells compaction it missed this write.
+          insert into rollup_dirty as d (organization_id, hour)
+          select distinct organization_id, date_bin(interval '1 hour', created_at, ${EPOCH})
+          from inserted
+          order by 1, 2
+          on conflict (organization_id, hour) do update set version = d.version + 1
         )
         select organization_id,
-               date_bin(interval '1 minute', created_at, timestamptz '1970-01-01 00:00:00+00') as minute,
+               date_bin(interval '1 minute', created_at, ${EPOCH}) as minute,
                sum(cost_nano_usd) as cost,
                count(*) as n
         from inserted
@@ -199,4 +209,61 @@ async function drawCredit(tx: DbOrTx, charges: Charge[], timeZone: string): Prom
     on conflict (grant_id, month_start)
     do update set amount_nano_usd = credit_draws.amount_nano_usd + excluded.amount_nano_usd`);
   return total;
+}
+
+/**
+ * Recomputes the hour and day roll-ups of marked hours from their minutes, for hours that have
+ * ended (the current hour is read from its minutes until then). One instance at a time (an
+ * advisory lock: another running now is left to it). A mark is cleared only if no write touched
+ * its hour since it was read: a write racing the recompute keeps the hour marked, so it is never
+ * left stale. Returns the hours compacted.
+ */
+export async function compactRollups(db: Db, limit = 500): Promise<number> {
+  return db.transaction(async (tx) => {
+    const [lock] = rowsOf<{ locked: boolean }>(
+      await tx.execute(sql`select pg_try_advisory_xact_lock(7242012) as locked`),
+    );
+    if (!lock?.locked) return 0;
+    const picked = rowsOf<{ organization_id: string; hour: string | Date; version: string | number }>(
+      await tx.execute(sql`
+        select organization_id, hour, version from rollup_dirty
+        where hour < date_bin(interval '1 hour', now(), ${EPOCH})
+        order by organization_id, hour
+        limit ${limit}`),
+    );
+    if (picked.length === 0) return 0;
+    const hours = JSON.stringify(
+      picked.map((p) => ({ organization_id: p.organization_id, hour: new Date(p.hour).toISOString(), version: Number(p.version) })),
+    );
+    const list = sql`json_to_recordset(${hours}::json) as p(organization_id text, hour timestamptz, version bigint)`;
+    await tx.execute(sql`
+      delete from usage_rollups r using ${list}
+      where r.width = '1h' and r.organization_id = p.organization_id and r.bucket_start = p.hour`);
+    await tx.execute(sql`
+      insert into usage_rollups (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
+      select '1h', p.hour, m.organization_id, m.project_id, m.api_key_id, m.user_id, m.model, m.kind, ${SUMMED}
+      from ${list}
+      join usage_rollups m on m.width = '1m' and m.organization_id = p.organization_id
+        and m.bucket_start >= p.hour and m.bucket_start < p.hour + interval '1 hour'
+      group by 2, 3, 4, 5, 6, 7, 8
+      order by 3, 2, 4, 5, 6, 7, 8`);
+    // Their days, from the days' hours (a day with an hour still marked is read from its hours
+    // and minutes until that hour is compacted too).
+    const days = sql`(select distinct organization_id, date_bin(interval '1 day', hour, ${EPOCH}) as day from ${list}) as q`;
+    await tx.execute(sql`
+      delete from usage_rollups r using ${days}
+      where r.width = '1d' and r.organization_id = q.organization_id and r.bucket_start = q.day`);
+    await tx.execute(sql`
+      insert into usage_rollups (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
+      select '1d', q.day, h.organization_id, h.project_id, h.api_key_id, h.user_id, h.model, h.kind, ${SUMMED}
+      from ${days}
+      join usage_rollups h on h.width = '1h' and h.organization_id = q.organization_id
+        and h.bucket_start >= q.day and h.bucket_start < q.day + interval '1 day'
+      group by 2, 3, 4, 5, 6, 7, 8
+      order by 3, 2, 4, 5, 6, 7, 8`);
+    await tx.execute(sql`
+      delete from rollup_dirty d using ${list}
+      where d.organization_id = p.organization_id and d.hour = p.hour and d.version = p.version`);
+    return picked.length;
+  });
 }

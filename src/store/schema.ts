@@ -201,10 +201,11 @@ export const ROLLUP_WIDTHS = ['1m', '1h', '1d'] as const;
 export type RollupWidth = (typeof ROLLUP_WIDTHS)[number];
 
 /**
- * Usage summed per bucket (minute, hour, day) and per project, key, user, model and kind, written
- * in the same statement as the events it sums (only events inserted, never duplicates), so the
- * Usage and Costs APIs, budgets and invoices read a few rows instead of millions. Null ids are
- * stored as '' (they are part of the key).
+ * Usage summed per bucket (minute, hour, day) and per project, key, user, model and kind, so the
+ * Usage and Costs APIs, budgets and invoices read a few rows instead of millions. Minutes are
+ * added to in the same statement as the events they sum (only events inserted, never
+ * duplicates); hours and days are recomputed from them by compaction (see `rollup_dirty`). Null
+ * ids are stored as '' (they are part of the key).
  */
 export const usageRollups = pgTable(
   'usage_rollups',
@@ -235,6 +236,22 @@ export const usageRollups = pgTable(
       columns: [t.width, t.organizationId, t.bucketStart, t.projectId, t.apiKeyId, t.userId, t.model, t.kind],
     }),
   ],
+);
+
+/**
+ * Hours whose minute roll-ups changed since their hour and day roll-ups were last computed from
+ * them. Ingest adds to minutes only (and marks the hour); compaction recomputes the hour and its
+ * day and clears the mark, unless `version` moved meanwhile (a write it did not see). Readers take
+ * a marked hour from its minutes, so every read is exact, compacted or not.
+ */
+export const rollupDirty = pgTable(
+  'rollup_dirty',
+  {
+    organizationId: text('organization_id').notNull(),
+    hour: timestamp('hour', { withTimezone: true, mode: 'date' }).notNull(),
+    version: bigint('version', { mode: 'number' }).notNull().default(1),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.hour] })],
 );
 
 /**

@@ -10,6 +10,7 @@ import OpenAI, { type APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { USAGE_KINDS, type UsageEvent, type UsageKind } from '../../src/billing/usage-event.ts';
 import { sumUsage, WIDTH_MS } from '../../src/billing/usage-query.ts';
+import { compactRollups } from '../../src/billing/usage-store.ts';
 import {
   adminRequest,
   createProjectKey,
@@ -448,6 +449,11 @@ const storageArb = fc.record({
   replay: fc.array(fc.boolean(), { minLength: 80, maxLength: 80 }),
   /** The first batch carries its first event twice. */
   twiceInBatch: fc.boolean(),
+  /**
+   * After which batches (and after the replay) hour and day roll-ups are compacted: reads must be
+   * exact whether none, some or all hours are, and when hours compacted before get new usage.
+   */
+  compactAfter: fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
 });
 type Storage = typeof storageArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -456,14 +462,16 @@ async function storeRandomly(t: TestApp, events: UsageEvent[], storage: Storage)
   const db = t.services.store.db;
   const size = Math.ceil(events.length / storage.batches) || 1;
   let inserted = 0;
-  for (let i = 0; i < events.length; i += size) {
+  for (let i = 0, n = 0; i < events.length; i += size, n++) {
     const batch = events.slice(i, i + size);
     if (i === 0 && storage.twiceInBatch && batch.length > 0) batch.push(batch[0]!);
     inserted += await storeUsage(db, batch);
+    if (storage.compactAfter[n]) await compactRollups(db);
   }
   expect(inserted).toBe(events.length);
   const again = events.filter((_, i) => storage.replay[i % storage.replay.length]);
   expect(await storeUsage(db, [...again].reverse())).toBe(0);
+  if (storage.compactAfter[4]) await compactRollups(db);
 }
 
 const filterArb = <T extends string>(values: T[]) =>

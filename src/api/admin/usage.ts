@@ -15,6 +15,7 @@ import type { UsageKind } from '../../billing/usage-event.ts';
 import {
   type BucketRow,
   inList,
+  rollupRows,
   USAGE_GROUPS,
   type UsageGroup,
   usageBuckets,
@@ -374,12 +375,8 @@ async function costRows(
 ): Promise<CostRow[]> {
   const columns = [...dimensions, ...(byLineItem ? ['model', 'kind'] : [])].map((c) => sql.raw(c));
   const extra = columns.length > 0 ? sql`, ${sql.join(columns, sql`, `)}` : sql``;
-  const filters = [
-    sql`width = '1d'`,
-    sql`organization_id = ${organizationId}`,
-    sql`bucket_start >= ${new Date(parsed.from).toISOString()}::timestamptz`,
-    sql`bucket_start < ${new Date(to).toISOString()}::timestamptz`,
-  ];
+  const source = rollupRows(organizationId, [{ width: '1d', from: parsed.from, to }]);
+  const filters = [sql`true`];
   if (parsed.lists.project_ids) filters.push(inList(sql`project_id`, parsed.lists.project_ids));
   if (parsed.lists.api_key_ids) filters.push(inList(sql`api_key_id`, parsed.lists.api_key_ids));
   const rows = rowsOf<Record<string, string | number | Date>>(
@@ -390,7 +387,7 @@ async function costRows(
              sum(cost_input_nano_usd) as cost_input, sum(cost_cached_nano_usd) as cost_cached,
              sum(cost_output_nano_usd) as cost_output, sum(cost_units_nano_usd) as cost_units,
              sum(requests) as requests
-      from usage_rollups
+      from (${source}) as u
       where ${sql.join(filters, sql` and `)}
       group by bucket_start ${extra}
       order by bucket_start ${extra}`),

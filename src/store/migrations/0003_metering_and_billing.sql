@@ -87,6 +87,13 @@ CREATE TABLE "payments" (
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL
 );
 --> statement-breakpoint
+CREATE TABLE "rollup_dirty" (
+	"organization_id" text NOT NULL,
+	"hour" timestamp with time zone NOT NULL,
+	"version" bigint DEFAULT 1 NOT NULL,
+	CONSTRAINT "rollup_dirty_organization_id_hour_pk" PRIMARY KEY("organization_id","hour")
+);
+--> statement-breakpoint
 CREATE TABLE "usage_rollups" (
 	"width" text NOT NULL,
 	"bucket_start" timestamp with time zone NOT NULL,
