@@ -117,7 +117,7 @@ async function usageQuery(databaseUrl: string, records: number, keys: number): P
       insert into usage_events (request_id, created_at, organization_id, project_id, api_key_id, user_id,
         method, endpoint, model, upstream, kind, input_tokens, cached_tokens, output_tokens, status,
         latency_ms, streamed, estimated, cost_nano_usd, cost_input_nano_usd, cost_output_nano_usd)
-      select 'req_g_' || i, to_timestamp(${start / 1000} + (i::float8 * ${(end - start) / 1000} / ${records})),
+      select 'req_g_' || ${keys} || '_' || i, to_timestamp(${start / 1000} + (i::float8 * ${(end - start) / 1000} / ${records})),
         ${organization.id}, 'proj_' || (i % 50), 'key_' || (i % ${keys}), 'user-' || (i % 200),
         'POST', '/v1/chat/completions', (array['gpt-4o','gpt-4o-mini','llama-3-70b','o3'])[1 + (i / 250) % 4],
         'bench', 'completions', 200 + i % 1800, 0, 50 + i % 700, 200, 20, false, false,
