@@ -39,7 +39,8 @@ export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput)
     }
     // The first organization is the instance operator's: it sets prices and grants credits.
     const organization = await insertOrganization(tx, input.organizationName, { isOperator: true });
-    const owner = await insertUser(tx, input.ownerEmail, input.ownerName);
+    // The first account is the instance's owner.
+    const owner = await insertUser(tx, input.ownerEmail, input.ownerName, { isInstanceOwner: true });
     await addMember(tx, organization.id, owner.id, 'owner');
     const project = await insertProject(tx, { organizationId: organization.id, name: input.projectName });
     const adminKey = await keys.create(

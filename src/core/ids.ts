@@ -12,6 +12,9 @@ const ID_PREFIXES = {
   creditGrant: 'credit_',
   invoice: 'inv_',
   payment: 'pay_',
+  session: 'sess_',
+  invite: 'invite-',
+  auditLog: 'audit_log-',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -39,9 +39,89 @@ export const users = pgTable(
     email: text('email').notNull(),
     name: text('name').notNull(),
     createdAt: createdAt(),
+    /** argon2id (PHC string); null for an account that has not set a password yet (`keyport init`). */
+    passwordHash: text('password_hash'),
+    passwordChangedAt: nullableTime('password_changed_at'),
+    emailVerifiedAt: nullableTime('email_verified_at'),
+    /** Profile: what they mean to build (optional). */
+    intendedUse: text('intended_use'),
+    termsVersion: text('terms_version'),
+    termsAcceptedAt: nullableTime('terms_accepted_at'),
+    /** The TOTP secret, encrypted with the instance's secret key (AES-256-GCM); null until enrolled. */
+    mfaSecret: text('mfa_secret'),
+    mfaEnabledAt: nullableTime('mfa_enabled_at'),
+    /** The last TOTP time step accepted: a code is good once. */
+    mfaLastStep: bigint('mfa_last_step', { mode: 'number' }),
+    /** The first account of the instance: it may create organizations for others, see every one. */
+    isInstanceOwner: boolean('is_instance_owner').notNull().default(false),
   },
   (t) => [uniqueIndex('users_email_unique').on(sql`lower(${t.email})`)],
 );
+
+/** A signed-in browser. The cookie holds a random token; only its SHA-256 is stored. */
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: text('id').primaryKey(),
+    tokenHash: text('token_hash').notNull(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    createdAt: createdAt(),
+    lastSeenAt: createdAt('last_seen_at'),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** The password was right; the second factor is still to come. */
+    mfaPending: boolean('mfa_pending').notNull().default(false),
+    /** When the password (and second factor) were last entered: sensitive changes need it recent. */
+    reauthenticatedAt: createdAt('reauthenticated_at'),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+    revokedAt: nullableTime('revoked_at'),
+  },
+  (t) => [uniqueIndex('sessions_token').on(t.tokenHash), index('sessions_user').on(t.userId)],
+);
+
+/** Single-use MFA recovery codes, hashed. */
+export const recoveryCodes = pgTable(
+  'recovery_codes',
+  {
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    codeHash: text('code_hash').notNull(),
+    usedAt: nullableTime('used_at'),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.codeHash] })],
+);
+
+/** Links sent by email (verify the address, reset the password, confirm a new address). */
+export const emailTokens = pgTable(
+  'email_tokens',
+  {
+    tokenHash: text('token_hash').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    purpose: text('purpose', { enum: ['verify_email', 'reset_password', 'change_email'] }).notNull(),
+    /** The new address, for change_email. */
+    email: text('email'),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    usedAt: nullableTime('used_at'),
+  },
+  (t) => [index('email_tokens_user').on(t.userId, t.purpose)],
+);
+
+/** Failed logins per account and per client address, for back-off (shared by every instance). */
+export const loginThrottle = pgTable('login_throttle', {
+  /** `email:<lower-case address>` or `ip:<address>`. */
+  key: text('key').primaryKey(),
+  failures: integer('failures').notNull(),
+  firstFailureAt: timestamp('first_failure_at', { withTimezone: true, mode: 'date' }).notNull(),
+  lockedUntil: nullableTime('locked_until'),
+  /** The lock-out notice was emailed for this streak of failures. */
+  notifiedAt: nullableTime('notified_at'),
+});
 
 export const organizationMembers = pgTable(
   'organization_members',
@@ -74,6 +154,83 @@ export const projects = pgTable(
   },
   (t) => [index('projects_org_created').on(t.organizationId, t.createdAt, t.id)],
 );
+
+/** Project roles, as OpenAI's: an owner manages the project; a member uses it. */
+export const projectMembers = pgTable(
+  'project_members',
+  {
+    projectId: text('project_id')
+      .notNull()
+      .references(() => projects.id),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id),
+    role: text('role', { enum: ['owner', 'member'] }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.projectId, t.userId] }), index('project_members_user').on(t.userId)],
+);
+
+/** An invitation to an organization (and some of its projects), accepted through an emailed link. */
+export const invites = pgTable(
+  'invites',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id')
+      .notNull()
+      .references(() => organizations.id),
+    email: text('email').notNull(),
+    role: text('role', { enum: ['owner', 'reader'] }).notNull(),
+    /** `[{ id, role }]`: projects joined on acceptance. */
+    projects: jsonb('projects').notNull().default(sql`'[]'::jsonb`),
+    tokenHash: text('token_hash').notNull(),
+    invitedBy: text('invited_by').notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    acceptedAt: nullableTime('accepted_at'),
+    acceptedBy: text('accepted_by'),
+    deletedAt: nullableTime('deleted_at'),
+  },
+  (t) => [uniqueIndex('invites_token').on(t.tokenHash), index('invites_org_created').on(t.organizationId, t.createdAt, t.id)],
+);
+
+/**
+ * The audit log: every change and every sign-in, in OpenAI's shape (a type, an actor, and the
+ * type's details), written in the same transaction as the change it records.
+ */
+export const auditLogs = pgTable(
+  'audit_logs',
+  {
+    id: text('id').primaryKey(),
+    organizationId: text('organization_id').notNull(),
+    projectId: text('project_id'),
+    type: text('type').notNull(),
+    effectiveAt: timestamp('effective_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** OpenAI's actor object: `{ type: 'session' | 'api_key', session | api_key }`. */
+    actor: jsonb('actor').notNull(),
+    /** The actor's id (a user, an API key, `system:…`): the `actor_ids` filter. */
+    actorId: text('actor_id').notNull(),
+    actorEmail: text('actor_email'),
+    /** What it acted on (`resource_ids`). */
+    resourceId: text('resource_id'),
+    /** The type's details, as OpenAI nests them under the type's name. */
+    details: jsonb('details').notNull().default(sql`'{}'::jsonb`),
+  },
+  (t) => [
+    index('audit_logs_org_time').on(t.organizationId, t.effectiveAt, t.id),
+    index('audit_logs_org_type').on(t.organizationId, t.type, t.effectiveAt),
+  ],
+);
+
+/** Per-organization settings. */
+export const organizationSettings = pgTable('organization_settings', {
+  organizationId: text('organization_id')
+    .primaryKey()
+    .references(() => organizations.id),
+  /** Audit entries older than this many days are deleted; null keeps them. */
+  auditRetentionDays: integer('audit_retention_days'),
+  updatedAt: createdAt('updated_at'),
+});
 
 export const serviceAccounts = pgTable(
   'service_accounts',
@@ -147,6 +304,9 @@ export const apiKeySecrets = pgTable(
 );
 
 export type OrganizationRow = typeof organizations.$inferSelect;
+export type SessionRow = typeof sessions.$inferSelect;
+export type InviteRow = typeof invites.$inferSelect;
+export type AuditLogRow = typeof auditLogs.$inferSelect;
 export type UserRow = typeof users.$inferSelect;
 export type ProjectRow = typeof projects.$inferSelect;
 export type ServiceAccountRow = typeof serviceAccounts.$inferSelect;

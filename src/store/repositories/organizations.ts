@@ -26,10 +26,15 @@ export async function firstOrganization(db: DbOrTx) {
   return row;
 }
 
-export async function insertUser(db: DbOrTx, email: string, name: string): Promise<UserRow> {
+export async function insertUser(
+  db: DbOrTx,
+  email: string,
+  name: string,
+  fields: Partial<Omit<typeof users.$inferInsert, 'id' | 'email' | 'name'>> = {},
+): Promise<UserRow> {
   const [row] = await db
     .insert(users)
-    .values({ id: newId('user'), email, name })
+    .values({ id: newId('user'), email, name, ...fields })
     .returning();
   return row!;
 }
