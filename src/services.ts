@@ -2,9 +2,13 @@
  * The services object: built once at boot and handed to every HTTP surface and command.
  * Each member is a port with an in-process default and, where it matters, a shared adapter.
  */
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Logger, pino } from 'pino';
+import { AccountService } from './accounts/account-service.ts';
+import { MembershipService } from './accounts/membership-service.ts';
 import { ProjectService } from './accounts/project-service.ts';
+import { SecretBox } from './accounts/secret-box.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
 import { BillingService } from './billing/billing-service.ts';
 import { CreditGate } from './billing/credit-gate.ts';
@@ -13,9 +17,9 @@ import { PriceBook } from './billing/price-book.ts';
 import { UsageJournal } from './billing/usage-journal.ts';
 import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
 import type { Config, UpstreamConfig } from './config/config.ts';
-
 import type { MockUpstream } from './gateway/mock-upstream.ts';
 import { UpstreamRouter } from './gateway/upstreams.ts';
+import { auditAuthEvent } from './guard/auth-audit.ts';
 import {
   type KeyChangeNotifier,
   LocalKeyChangeNotifier,
@@ -30,7 +34,9 @@ import { LimitsCatalog } from './limits/limits-catalog.ts';
 import { LimitsService } from './limits/limits-service.ts';
 import { MemoryLimiter } from './limits/memory-limiter.ts';
 import { RedisLimiter } from './limits/redis-limiter.ts';
+import { LogMailer, type Mailer } from './notifications/mailer.ts';
 import { Notifications } from './notifications/notifications.ts';
+import { SmtpMailer } from './notifications/smtp-mailer.ts';
 import { type OpenStoreOptions, openStore, type Store } from './store/database.ts';
 
 export interface Services {
@@ -54,6 +60,12 @@ export interface Services {
   notifications: Notifications;
   /** Plans, credit, payments and invoices. */
   billing: BillingService;
+  /** Sign-up, sign-in, sessions, MFA. */
+  accounts: AccountService;
+  /** Organization and project members, invitations. */
+  memberships: MembershipService;
+  /** Where users reach this deployment (links in emails, the dashboard's origin). */
+  publicUrl: string;
   /** The gateway's check that a prepaid or trial organization still has credit. */
   creditGate: CreditGate;
   /** The built-in mock upstream, when it is in use. */
@@ -96,6 +108,8 @@ export async function createServices(
     limiter?: Limiter;
     /** The clock of limits and budgets (tests move it across periods). */
     now?: () => number;
+    /** Replaces the mailer the configuration selects (SMTP, or the log). */
+    mailer?: Mailer;
   } = {},
 ): Promise<Services> {
   const logger = options.logger ?? createLogger(config);
@@ -121,7 +135,42 @@ export async function createServices(
   const projects = new ProjectService(store.db, notifier);
   const serviceAccounts = new ServiceAccountService(store.db, projects, keys, notifier);
   const limits = new LimitsService(store.db, (organizationId) => notifier.changed('limits', organizationId));
-  const notifications = new Notifications({ db: store.db, config, logger });
+  const smtp = options.mailer !== undefined || config.smtpUrl !== undefined;
+  const mailer: Mailer =
+    options.mailer ??
+    (config.smtpUrl ? new SmtpMailer(config.smtpUrl, config.smtpFrom) : new LogMailer(logger));
+  const notifications = new Notifications({ db: store.db, config, logger, mailer });
+  const publicUrl = (config.publicUrl ?? defaultPublicUrl(config)).replace(/\/+$/, '');
+  const secrets = config.secretKey
+    ? SecretBox.fromKey(config.secretKey)
+    : SecretBox.fromDataDir(
+        store.dialect === 'pglite' && store.location === 'memory' ? tmpdir() : config.dataDir,
+      );
+  const accounts = new AccountService(store.db, {
+    publicUrl,
+    termsVersion: config.termsVersion,
+    sessionDays: config.sessionDays,
+    issuer: 'Keyport',
+    mailer,
+    smtp,
+    secrets,
+    logger,
+    onAuthEvent: (event) => auditAuthEvent(store.db, event),
+    ...(options.now ? { now: options.now } : {}),
+  });
+  const memberships = new MembershipService(store.db, {
+    publicUrl,
+    inviteDays: config.inviteDays,
+    mailer,
+    smtp,
+    logEmail: (message) =>
+      logger.info(
+        { to: message.to, subject: message.subject, text: message.text },
+        'invitation email (no SMTP server configured: KEYPORT_SMTP_URL; its link is here instead)',
+      ),
+    notifier,
+    ...(options.now ? { now: options.now } : {}),
+  });
   const limiter = options.limiter ?? createLimiter(config, logger, options.now);
   const catalog = new LimitsCatalog(
     store.db,
@@ -207,6 +256,9 @@ export async function createServices(
     notifications,
     billing,
     creditGate,
+    accounts,
+    memberships,
+    publicUrl,
     mockUpstream,
     async close() {
       if (closed) return;
@@ -258,6 +310,11 @@ async function startUsageRecorder(
     throw error;
   }
   return recorder;
+}
+
+function defaultPublicUrl(config: Config): string {
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
 }
 
 /** Redis when configured (shared by every instance, local limits while it is unreachable), else in-process. */

@@ -3,6 +3,7 @@
  * port"). Errors leave in OpenAI's shape with an `x-request-id` on every response.
  */
 import { randomUUID } from 'node:crypto';
+import cookie from '@fastify/cookie';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -14,6 +15,8 @@ import { KEY_PATTERN_IN_TEXT, redactKey } from '../core/key-format.ts';
 import { registerGateway } from '../gateway/gateway.ts';
 import type { Services } from '../services.ts';
 import { registerAdminApi } from './admin/routes.ts';
+import { registerDashboardApi } from './dashboard/routes.ts';
+import { linkPages } from './pages/link-pages.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -97,6 +100,9 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     }
   });
 
+  await app.register(cookie);
+  linkPages(app);
+  await app.register(registerDashboardApi(services), { prefix: '/api' });
   await app.register(registerAdminApi(services), { prefix: '/v1/organization' });
   await app.register(registerGateway(services), { prefix: '/v1' });
   return app;

@@ -122,7 +122,11 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     try {
       while ((await compactRollups(this.db)) === 500) {}
     } catch (error) {
-      this.options.onError(error, 'usage roll-ups could not be compacted; reads use the minutes meanwhile', this.#pending.length);
+      this.options.onError(
+        error,
+        'usage roll-ups could not be compacted; reads use the minutes meanwhile',
+        this.#pending.length,
+      );
     }
   }
 

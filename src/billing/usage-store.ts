@@ -233,7 +233,11 @@ export async function compactRollups(db: Db, limit = 500): Promise<number> {
     );
     if (picked.length === 0) return 0;
     const hours = JSON.stringify(
-      picked.map((p) => ({ organization_id: p.organization_id, hour: new Date(p.hour).toISOString(), version: Number(p.version) })),
+      picked.map((p) => ({
+        organization_id: p.organization_id,
+        hour: new Date(p.hour).toISOString(),
+        version: Number(p.version),
+      })),
     );
     const list = sql`json_to_recordset(${hours}::json) as p(organization_id text, hour timestamptz, version bigint)`;
     await tx.execute(sql`

@@ -145,6 +145,20 @@ const configSchema = z.object({
   invoiceDueDays: z.coerce.number().int().min(0).max(365).default(14),
   /** Who issues invoices: the operator's name and address lines, printed on them. */
   invoiceIssuer: z.string().min(1).max(500).default('Keyport'),
+  /** The address users reach Keyport at (links in emails; the origin the dashboard's requests must come from). */
+  publicUrl: z
+    .string()
+    .refine(
+      (url) => URL.canParse(url) && /^https?:$/.test(new URL(url).protocol),
+      'expected an http(s):// URL',
+    )
+    .optional(),
+  /** 32 bytes, base64: encrypts stored TOTP secrets. Several instances must share it; unset: a key file in the data directory. */
+  secretKey: z.string().min(40).max(64).optional(),
+  /** The version of the terms users accept at sign-up (recorded with the time). */
+  termsVersion: z.string().min(1).max(64).default('2026-12-01'),
+  sessionDays: z.coerce.number().int().min(1).max(365).default(14),
+  inviteDays: z.coerce.number().int().min(1).max(90).default(7),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -179,6 +193,11 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   trialDays: 'KEYPORT_TRIAL_DAYS',
   invoiceDueDays: 'KEYPORT_INVOICE_DUE_DAYS',
   invoiceIssuer: 'KEYPORT_INVOICE_ISSUER',
+  publicUrl: 'KEYPORT_PUBLIC_URL',
+  secretKey: 'KEYPORT_SECRET_KEY',
+  termsVersion: 'KEYPORT_TERMS_VERSION',
+  sessionDays: 'KEYPORT_SESSION_DAYS',
+  inviteDays: 'KEYPORT_INVITE_DAYS',
 };
 
 /**

@@ -14,6 +14,16 @@ export const ERROR_CODES = {
   mismatched_organization: { status: 401, type: 'invalid_request_error' },
   mismatched_project: { status: 401, type: 'invalid_request_error' },
   missing_scope: { status: 403, type: 'invalid_request_error' },
+  // Accounts and the dashboard.
+  not_authenticated: { status: 401, type: 'invalid_request_error' },
+  invalid_credentials: { status: 401, type: 'invalid_request_error' },
+  invalid_mfa_code: { status: 401, type: 'invalid_request_error' },
+  email_not_verified: { status: 403, type: 'invalid_request_error' },
+  reauthentication_required: { status: 403, type: 'invalid_request_error' },
+  csrf_failed: { status: 403, type: 'invalid_request_error' },
+  permission_denied: { status: 403, type: 'invalid_request_error' },
+  invalid_token: { status: 400, type: 'invalid_request_error' },
+  too_many_attempts: { status: 429, type: 'invalid_request_error' },
   /** Only the instance operator's organization may do this (prices, credit, payments, plans). */
   operator_only: { status: 403, type: 'invalid_request_error' },
   not_found: { status: 404, type: 'invalid_request_error' },

@@ -191,7 +191,10 @@ export const invites = pgTable(
     acceptedBy: text('accepted_by'),
     deletedAt: nullableTime('deleted_at'),
   },
-  (t) => [uniqueIndex('invites_token').on(t.tokenHash), index('invites_org_created').on(t.organizationId, t.createdAt, t.id)],
+  (t) => [
+    uniqueIndex('invites_token').on(t.tokenHash),
+    index('invites_org_created').on(t.organizationId, t.createdAt, t.id),
+  ],
 );
 
 /**

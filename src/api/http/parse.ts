@@ -71,7 +71,9 @@ export const unixSecondsOrNull = (date: Date | null | undefined): number | null 
   date ? unixSeconds(date) : null;
 
 /** The client's User-Agent, bounded (it is stored with audit entries and sessions). */
-export function userAgentOf(request: { headers: Record<string, string | string[] | undefined> }): string | null {
+export function userAgentOf(request: {
+  headers: Record<string, string | string[] | undefined>;
+}): string | null {
   const value = request.headers['user-agent'];
   const text = Array.isArray(value) ? value[0] : value;
   return text ? text.slice(0, 512) : null;

@@ -1,0 +1,71 @@
+/**
+ * The audit log: who changed what, and every sign-in. An entry is written with the same
+ * transaction handle as the change it records, so a change that rolls back leaves no entry and an
+ * entry never describes a change that did not happen. Stored in OpenAI's shape: a type
+ * (`api_key.created`, `login.failed`, …), the actor (an API key or a session), and the type's
+ * details, which `/v1/organization/audit_logs` nests under the type's name.
+ */
+import type { Actor } from '../core/actor.ts';
+import { actorId } from '../core/actor.ts';
+import { newId } from '../core/ids.ts';
+import type { DbOrTx } from '../store/database.ts';
+import { auditLogs } from '../store/schema.ts';
+
+export interface AuditEntry {
+  organizationId: string;
+  projectId?: string | null | undefined;
+  type: string;
+  actor: Actor;
+  /** What was acted on: a key, a project, a user, an invite… (the `resource_ids` filter). */
+  resourceId?: string | null | undefined;
+  /** The type's details, e.g. `{ id, data: { scopes } }` for `api_key.created`. */
+  details?: Record<string, unknown>;
+  /** The actor's email, for the `actor_emails` filter (sessions, and keys owned by a user). */
+  actorEmail?: string | null | undefined;
+  at?: Date | undefined;
+}
+
+/** OpenAI's actor object. */
+export function actorObject(actor: Actor): Record<string, unknown> {
+  switch (actor.type) {
+    case 'session':
+      return {
+        type: 'session',
+        session: {
+          user: { id: actor.userId, email: actor.email },
+          ip_address: actor.ip,
+          user_agent: actor.userAgent,
+        },
+      };
+    case 'api_key':
+      return {
+        type: 'api_key',
+        api_key: {
+          id: actor.keyId,
+          type: actor.serviceAccountId ? 'service_account' : 'user',
+          ...(actor.serviceAccountId
+            ? { service_account: { id: actor.serviceAccountId } }
+            : { user: { id: actor.userId, email: null } }),
+        },
+        ip_address: actor.ip,
+        user_agent: actor.userAgent,
+      };
+    case 'system':
+      return { type: 'system', system: { name: actor.name } };
+  }
+}
+
+export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> {
+  await db.insert(auditLogs).values({
+    id: newId('auditLog'),
+    organizationId: entry.organizationId,
+    projectId: entry.projectId ?? null,
+    type: entry.type,
+    effectiveAt: entry.at ?? new Date(),
+    actor: actorObject(entry.actor),
+    actorId: actorId(entry.actor),
+    actorEmail: entry.actorEmail ?? (entry.actor.type === 'session' ? entry.actor.email : null),
+    resourceId: entry.resourceId ?? null,
+    details: entry.details ?? {},
+  });
+}
