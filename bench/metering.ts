@@ -11,12 +11,14 @@
  *    (30,000 results: the response itself is ~6 MB).
  * KEYPORT_BENCH_RECORDS overrides the 10M (e.g. 1000000 for a quicker run).
  */
+
 import { performance } from 'node:perf_hooks';
 import { sql } from 'drizzle-orm';
 import { buildApp } from '../src/api/app.ts';
 import type { UsageEvent } from '../src/billing/usage-event.ts';
 import { ingestUsage } from '../src/billing/usage-store.ts';
 import { loadConfig } from '../src/config/config.ts';
+import { SYSTEM } from '../src/core/actor.ts';
 import { createLogger, createServices } from '../src/services.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { insertOrganization } from '../src/store/repositories/organizations.ts';
@@ -102,13 +104,15 @@ async function usageQuery(databaseUrl: string, records: number, keys: number): P
   const app = await buildApp(services);
   try {
     const organization = await insertOrganization(services.store.db, 'Usage query');
-    const adminKey = await services.keys.create({
-      organizationId: organization.id,
-      kind: 'admin',
-      name: 'bench',
-      ownerUserId: null,
-      createdBy: 'bench',
-    });
+    const adminKey = await services.keys.create(
+      {
+        organizationId: organization.id,
+        kind: 'admin',
+        name: 'bench',
+        ownerUserId: null,
+      },
+      SYSTEM('bench'),
+    );
     const end = Math.floor(Date.now() / 86_400_000) * 86_400_000;
     const start = end - 30 * 86_400_000;
     const generated = performance.now();

@@ -1,8 +1,10 @@
 /** Builds the services once and serves every surface on one port. */
+
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './api/app.ts';
 import type { Config } from './config/config.ts';
 import { UserError } from './core/user-error.ts';
+import { purgeExpiredAuditLogs } from './guard/audit-query.ts';
 import { createServices, type Services } from './services.ts';
 
 export interface RunningServer {
@@ -50,11 +52,12 @@ export async function startServer(config: Config, services?: Services): Promise<
 }
 
 /**
- * Issues last month's invoices soon after start and then every hour; on several instances each
- * runs it, and the database keeps one invoice per organization and month.
+ * Issues last month's invoices soon after start and then every hour, and deletes audit entries past
+ * their retention; on several instances each runs it, and the database keeps one invoice per
+ * organization and month (a purge is idempotent).
  */
 function startBillingCycle(services: Services): NodeJS.Timeout {
-  const run = () =>
+  const run = () => {
     void services.billing.runCycle().then(
       (issued) => {
         if (issued > 0) services.logger.info({ issued }, 'monthly invoices issued');
@@ -62,6 +65,14 @@ function startBillingCycle(services: Services): NodeJS.Timeout {
       (error) =>
         services.logger.error({ err: error }, 'the billing cycle failed; it runs again within the hour'),
     );
+    void purgeExpiredAuditLogs(services.store.db, services.config.auditRetentionDays).then(
+      (deleted) => {
+        if (deleted > 0) services.logger.info({ deleted }, 'audit entries past their retention deleted');
+      },
+      (error) =>
+        services.logger.error({ err: error }, 'the audit-log purge failed; it runs again within the hour'),
+    );
+  };
   setTimeout(run, 10_000).unref();
   const timer = setInterval(run, 3_600_000);
   timer.unref();

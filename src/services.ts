@@ -7,6 +7,7 @@ import path from 'node:path';
 import { type Logger, pino } from 'pino';
 import { AccountService } from './accounts/account-service.ts';
 import { MembershipService } from './accounts/membership-service.ts';
+import { OrganizationService } from './accounts/organization-service.ts';
 import { ProjectService } from './accounts/project-service.ts';
 import { SecretBox } from './accounts/secret-box.ts';
 import { ServiceAccountService } from './accounts/service-account-service.ts';
@@ -64,6 +65,8 @@ export interface Services {
   accounts: AccountService;
   /** Organization and project members, invitations. */
   memberships: MembershipService;
+  /** An organization's name and audit-log retention. */
+  organizations: OrganizationService;
   /** Where users reach this deployment (links in emails, the dashboard's origin). */
   publicUrl: string;
   /** The gateway's check that a prepaid or trial organization still has credit. */
@@ -171,6 +174,7 @@ export async function createServices(
     notifier,
     ...(options.now ? { now: options.now } : {}),
   });
+  const organizations = new OrganizationService(store.db, config.auditRetentionDays);
   const limiter = options.limiter ?? createLimiter(config, logger, options.now);
   const catalog = new LimitsCatalog(
     store.db,
@@ -258,6 +262,7 @@ export async function createServices(
     creditGate,
     accounts,
     memberships,
+    organizations,
     publicUrl,
     mockUpstream,
     async close() {

@@ -2,6 +2,8 @@
  * First run: an organization, its owner, a first project and an admin key, in one transaction.
  * Used by `keyport init` and by `keyport start` on an empty database.
  */
+
+import { SYSTEM } from '../core/actor.ts';
 import { UserError } from '../core/user-error.ts';
 import type { IssuedKey, KeyService } from '../keys/key-service.ts';
 import type { Db } from '../store/database.ts';
@@ -49,8 +51,8 @@ export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput)
         kind: 'admin',
         name: 'Initial admin key',
         ownerUserId: owner.id,
-        createdBy: owner.id,
       },
+      SYSTEM('init'),
       tx,
     );
     return { organization, owner, project, adminKey };

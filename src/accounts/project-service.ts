@@ -1,6 +1,8 @@
 /** Projects: created and archived, never deleted (as on OpenAI); archiving stops their keys at once. */
+import type { Actor } from '../core/actor.ts';
 import { normalizeCidrs } from '../core/allow-lists.ts';
 import { badRequest, notFound } from '../core/errors.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
 import { validateName } from '../keys/key-service.ts';
 import type { Db } from '../store/database.ts';
@@ -20,12 +22,36 @@ export class ProjectService {
     private readonly notifier: KeyChangeNotifier,
   ) {}
 
-  async create(organizationId: string, input: ProjectChanges & { name: string }): Promise<ProjectRow> {
-    return insertProject(this.db, {
+  async create(
+    organizationId: string,
+    input: ProjectChanges & { name: string },
+    actor: Actor,
+  ): Promise<ProjectRow> {
+    const values = {
       organizationId,
       name: validateName(input.name),
       externalKeyId: input.externalKeyId ?? null,
       allowedIps: input.allowedIps ? cidrs(input.allowedIps) : [],
+    };
+    return this.db.transaction(async (tx) => {
+      const project = await insertProject(tx, values);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: project.id,
+        type: 'project.created',
+        actor,
+        resourceId: project.id,
+        details: {
+          id: project.id,
+          data: {
+            name: project.name,
+            title: project.name,
+            ...(project.externalKeyId ? { external_key_id: project.externalKeyId } : {}),
+            ...(project.allowedIps.length > 0 ? { allowed_ips: project.allowedIps } : {}),
+          },
+        },
+      });
+      return project;
     });
   }
 
@@ -39,7 +65,7 @@ export class ProjectService {
     return listProjects(this.db, organizationId, page);
   }
 
-  async update(organizationId: string, id: string, input: ProjectChanges): Promise<ProjectRow> {
+  async update(organizationId: string, id: string, input: ProjectChanges, actor: Actor): Promise<ProjectRow> {
     const project = await this.get(organizationId, id);
     if (project.archivedAt)
       throw badRequest(`Project '${id}' is archived; archived projects cannot be updated.`);
@@ -48,16 +74,45 @@ export class ProjectService {
     if (input.externalKeyId !== undefined) patch.externalKeyId = input.externalKeyId;
     if (input.allowedIps !== undefined) patch.allowedIps = cidrs(input.allowedIps);
     if (Object.keys(patch).length === 0) return project;
-    const updated = await updateProject(this.db, organizationId, id, patch);
+    const updated = await this.db.transaction(async (tx) => {
+      const row = await updateProject(tx, organizationId, id, patch);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: id,
+        type: 'project.updated',
+        actor,
+        resourceId: id,
+        details: {
+          id,
+          changes_requested: {
+            ...(patch.name !== undefined ? { title: patch.name, name: patch.name } : {}),
+            ...(patch.externalKeyId !== undefined ? { external_key_id: patch.externalKeyId } : {}),
+            ...(patch.allowedIps !== undefined ? { allowed_ips: patch.allowedIps } : {}),
+          },
+        },
+      });
+      return row;
+    });
     if (patch.allowedIps) await this.notifier.allChanged();
     return updated!;
   }
 
   /** Idempotent: archiving an archived project returns it unchanged. */
-  async archive(organizationId: string, id: string): Promise<ProjectRow> {
+  async archive(organizationId: string, id: string, actor: Actor): Promise<ProjectRow> {
     const project = await this.get(organizationId, id);
     if (project.archivedAt) return project;
-    const archived = await updateProject(this.db, organizationId, id, { archivedAt: new Date() });
+    const archived = await this.db.transaction(async (tx) => {
+      const row = await updateProject(tx, organizationId, id, { archivedAt: new Date() });
+      await recordAudit(tx, {
+        organizationId,
+        projectId: id,
+        type: 'project.archived',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+      return row;
+    });
     await this.notifier.allChanged();
     return archived!;
   }

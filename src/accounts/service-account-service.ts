@@ -2,7 +2,9 @@
  * Project service accounts: a bot identity inside one project whose keys (`svc`) outlive any
  * member. Deleting one revokes all its keys in the same transaction.
  */
+import type { Actor } from '../core/actor.ts';
 import { notFound } from '../core/errors.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
 import { type IssuedKey, type KeyRestrictions, type KeyService, validateName } from '../keys/key-service.ts';
 import type { Db } from '../store/database.ts';
@@ -29,7 +31,8 @@ export class ServiceAccountService {
   async create(
     organizationId: string,
     projectId: string,
-    input: { name: string; withoutKey: boolean; createdBy: string; keyRestrictions?: KeyRestrictions },
+    input: { name: string; withoutKey: boolean; keyRestrictions?: KeyRestrictions },
+    actor: Actor,
   ): Promise<{ serviceAccount: ServiceAccountRow; issued: IssuedKey | null }> {
     await this.projects.requireActive(organizationId, projectId);
     const name = validateName(input.name);
@@ -41,17 +44,25 @@ export class ServiceAccountService {
         name,
         role: input.withoutKey ? 'none' : 'member',
       });
+      await recordAudit(tx, {
+        organizationId,
+        projectId,
+        type: 'service_account.created',
+        actor,
+        resourceId: serviceAccount.id,
+        details: { id: serviceAccount.id, data: { name, role: serviceAccount.role } },
+      });
       if (input.withoutKey) return { serviceAccount, issued: null };
       const issued = await this.keys.create(
         {
           ...input.keyRestrictions,
           name: 'Secret key',
-          createdBy: input.createdBy,
           organizationId,
           projectId,
           kind: 'svc',
           serviceAccountId: serviceAccount.id,
         },
+        actor,
         tx,
       );
       return { serviceAccount, issued };
@@ -62,10 +73,11 @@ export class ServiceAccountService {
     organizationId: string,
     projectId: string,
     serviceAccountId: string,
-    input: KeyRestrictions & { name: string; createdBy: string },
+    input: KeyRestrictions & { name: string },
+    actor: Actor,
   ): Promise<IssuedKey> {
     await this.get(organizationId, projectId, serviceAccountId);
-    return this.keys.create({ ...input, organizationId, projectId, kind: 'svc', serviceAccountId });
+    return this.keys.create({ ...input, organizationId, projectId, kind: 'svc', serviceAccountId }, actor);
   }
 
   async get(organizationId: string, projectId: string, id: string): Promise<ServiceAccountRow> {
@@ -85,20 +97,51 @@ export class ServiceAccountService {
     projectId: string,
     id: string,
     input: { name?: string | undefined; role?: 'owner' | 'member' | undefined },
+    actor: Actor,
   ): Promise<ServiceAccountRow> {
     await this.projects.requireActive(organizationId, projectId);
     await this.get(organizationId, projectId, id);
     const patch: Parameters<typeof updateServiceAccount>[2] = {};
     if (input.name !== undefined) patch.name = validateName(input.name);
     if (input.role !== undefined) patch.role = input.role;
-    return (await updateServiceAccount(this.db, id, patch))!;
+    return this.db.transaction(async (tx) => {
+      const row = await updateServiceAccount(tx, id, patch);
+      await recordAudit(tx, {
+        organizationId,
+        projectId,
+        type: 'service_account.updated',
+        actor,
+        resourceId: id,
+        details: { id, changes_requested: { ...patch } },
+      });
+      return row!;
+    });
   }
 
-  async delete(organizationId: string, projectId: string, id: string): Promise<void> {
+  async delete(organizationId: string, projectId: string, id: string, actor: Actor): Promise<void> {
     await this.get(organizationId, projectId, id);
     const revoked = await this.db.transaction(async (tx) => {
       await updateServiceAccount(tx, id, { deletedAt: new Date() });
-      return revokeServiceAccountKeys(tx, id);
+      const keyIds = await revokeServiceAccountKeys(tx, id);
+      await recordAudit(tx, {
+        organizationId,
+        projectId,
+        type: 'service_account.deleted',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+      for (const keyId of keyIds) {
+        await recordAudit(tx, {
+          organizationId,
+          projectId,
+          type: 'api_key.deleted',
+          actor,
+          resourceId: keyId,
+          details: { id: keyId },
+        });
+      }
+      return keyIds;
     });
     for (const keyId of revoked) await this.notifier.keyChanged(keyId);
   }

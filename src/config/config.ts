@@ -159,6 +159,8 @@ const configSchema = z.object({
   termsVersion: z.string().min(1).max(64).default('2026-12-01'),
   sessionDays: z.coerce.number().int().min(1).max(365).default(14),
   inviteDays: z.coerce.number().int().min(1).max(90).default(7),
+  /** Audit entries older than this are deleted, unless an organization sets its own; 0 keeps them. */
+  auditRetentionDays: z.coerce.number().int().min(0).max(3650).default(0),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -198,6 +200,7 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   termsVersion: 'KEYPORT_TERMS_VERSION',
   sessionDays: 'KEYPORT_SESSION_DAYS',
   inviteDays: 'KEYPORT_INVITE_DAYS',
+  auditRetentionDays: 'KEYPORT_AUDIT_RETENTION_DAYS',
 };
 
 /**

@@ -7,6 +7,7 @@
  */
 import type { Actor } from '../core/actor.ts';
 import { actorId } from '../core/actor.ts';
+import { randomBase62 } from '../core/base62.ts';
 import { newId } from '../core/ids.ts';
 import type { DbOrTx } from '../store/database.ts';
 import { auditLogs } from '../store/schema.ts';
@@ -55,13 +56,27 @@ export function actorObject(actor: Actor): Record<string, unknown> {
   }
 }
 
+/**
+ * Entries are listed by (effective_at, id): ids that grow with time keep the order of entries
+ * written in the same millisecond (a service account and its first key) as they were written.
+ */
+let lastStamp = 0;
+function auditId(now: number): string {
+  lastStamp = Math.max(lastStamp + 1, now * 1000);
+  // Digits and lower-case letters only: their order is the same in every collation (a
+  // case-insensitive one would reorder base62).
+  return `${ID_PREFIX}${lastStamp.toString(36).padStart(11, '0')}${randomBase62(12).toLowerCase()}`;
+}
+const ID_PREFIX = newId('auditLog').slice(0, newId('auditLog').indexOf('-') + 1);
+
 export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> {
+  const at = entry.at ?? new Date();
   await db.insert(auditLogs).values({
-    id: newId('auditLog'),
+    id: auditId(at.getTime()),
     organizationId: entry.organizationId,
     projectId: entry.projectId ?? null,
     type: entry.type,
-    effectiveAt: entry.at ?? new Date(),
+    effectiveAt: at,
     actor: actorObject(entry.actor),
     actorId: actorId(entry.actor),
     actorEmail: entry.actorEmail ?? (entry.actor.type === 'session' ? entry.actor.email : null),

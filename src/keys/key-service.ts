@@ -3,11 +3,13 @@
  * grace period, revoke. Every surface (Admin API, dashboard, CLI through the Admin API) goes
  * through here, so validation and cache invalidation happen in one place.
  */
+import { type Actor, actorId } from '../core/actor.ts';
 import { InvalidAllowListError, normalizeCidrs, normalizeModelPatterns } from '../core/allow-lists.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { generateKey, hashKey, type KeyKind, redactKey } from '../core/key-format.ts';
 import { InvalidScopeError, permissionsFromScopes, scopesFromPermissions } from '../core/permissions.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import {
   type ApiKeyPatch,
@@ -44,7 +46,6 @@ export interface CreateKeyInput extends KeyRestrictions {
   projectId?: string | null | undefined;
   ownerUserId?: string | null | undefined;
   serviceAccountId?: string | null | undefined;
-  createdBy: string;
 }
 
 export interface UpdateKeyInput extends KeyRestrictions {
@@ -74,7 +75,7 @@ export class KeyService {
   }
 
   /** `db` lets a caller create the key inside its own transaction (e.g. with a new service account). */
-  async create(input: CreateKeyInput, db: DbOrTx = this.db): Promise<IssuedKey> {
+  async create(input: CreateKeyInput, actor: Actor, db: DbOrTx = this.db): Promise<IssuedKey> {
     const restrictions = this.validateRestrictions(input);
     const secret = generateKey(this.options.keyPrefix, input.kind);
     const id = newId('apiKey');
@@ -107,7 +108,7 @@ export class KeyService {
           redactedValue: redactKey(secret),
           ownerUserId: input.kind === 'svc' ? null : (input.ownerUserId ?? null),
           serviceAccountId: input.kind === 'svc' ? (input.serviceAccountId ?? null) : null,
-          createdBy: input.createdBy,
+          createdBy: actorId(actor),
           scopes: restrictions.scopes ?? [],
           allowedModels: restrictions.allowedModels ?? [],
           allowedIps: restrictions.allowedIps ?? [],
@@ -115,6 +116,24 @@ export class KeyService {
         },
         hashKey(secret),
       );
+      await recordAudit(tx, {
+        organizationId: input.organizationId,
+        projectId: input.kind === 'admin' ? null : (input.projectId ?? null),
+        type: 'api_key.created',
+        actor,
+        resourceId: id,
+        details: {
+          id,
+          data: {
+            name: input.name,
+            kind: input.kind,
+            scopes: restrictions.scopes ?? [],
+            ...auditedRestrictions(restrictions),
+            ...(input.serviceAccountId ? { service_account_id: input.serviceAccountId } : {}),
+            ...(input.kind === 'proj' && input.ownerUserId ? { owner_user_id: input.ownerUserId } : {}),
+          },
+        },
+      });
     });
     const key = await findApiKey(db, scopeOf(input), id);
     return { key: key!, secret };
@@ -131,7 +150,7 @@ export class KeyService {
     return this.withLastUsed(key);
   }
 
-  async update(scope: KeyScope, id: string, input: UpdateKeyInput): Promise<ApiKeyView> {
+  async update(scope: KeyScope, id: string, input: UpdateKeyInput, actor: Actor): Promise<ApiKeyView> {
     const current = await this.get(scope, id);
     if (current.kind === 'admin' && (input.scopes || input.allowedModels || input.allowedIps)) {
       throw badRequest('Admin keys have no scopes, model or IP allow-lists.');
@@ -149,7 +168,25 @@ export class KeyService {
     if (restrictions.allowedModels !== undefined) patch.allowedModels = restrictions.allowedModels;
     if (restrictions.allowedIps !== undefined) patch.allowedIps = restrictions.allowedIps;
     if (restrictions.expiresAt !== undefined) patch.expiresAt = restrictions.expiresAt;
-    await updateApiKey(this.db, id, patch);
+    await this.db.transaction(async (tx) => {
+      await updateApiKey(tx, id, patch);
+      await recordAudit(tx, {
+        organizationId: current.organizationId,
+        projectId: current.projectId,
+        type: 'api_key.updated',
+        actor,
+        resourceId: id,
+        details: {
+          id,
+          changes_requested: {
+            ...(patch.name !== undefined ? { name: patch.name } : {}),
+            ...(patch.enabled !== undefined ? { enabled: patch.enabled } : {}),
+            ...(patch.scopes !== undefined ? { scopes: patch.scopes } : {}),
+            ...auditedRestrictions(restrictions),
+          },
+        },
+      });
+    });
     await this.options.notifier.keyChanged(id);
     return this.get(scope, id);
   }
@@ -162,6 +199,7 @@ export class KeyService {
     scope: KeyScope,
     id: string,
     graceSeconds: number,
+    actor: Actor,
   ): Promise<IssuedKey & { previousSecretExpiresAt: Date }> {
     if (!Number.isInteger(graceSeconds) || graceSeconds < 0 || graceSeconds > MAX_GRACE_SECONDS) {
       throw badRequest(
@@ -174,15 +212,40 @@ export class KeyService {
     const graceUntil = new Date(this.now().getTime() + graceSeconds * 1000);
     await this.db.transaction(async (tx) => {
       await rotateApiKeySecret(tx, id, hashKey(secret), redactKey(secret), graceUntil);
+      await recordAudit(tx, {
+        organizationId: current.organizationId,
+        projectId: current.projectId,
+        type: 'api_key.updated',
+        actor,
+        resourceId: id,
+        details: {
+          id,
+          changes_requested: {
+            secret_rotated: true,
+            grace_period_seconds: graceSeconds,
+            redacted_value: redactKey(secret),
+          },
+        },
+      });
     });
     await this.options.notifier.keyChanged(id);
     return { key: await this.get(scope, id), secret, previousSecretExpiresAt: graceUntil };
   }
 
   /** Immediate: the next request with any of the key's secrets is refused. */
-  async revoke(scope: KeyScope, id: string): Promise<void> {
-    await this.get(scope, id);
-    await revokeApiKey(this.db, id);
+  async revoke(scope: KeyScope, id: string, actor: Actor): Promise<void> {
+    const key = await this.get(scope, id);
+    await this.db.transaction(async (tx) => {
+      await revokeApiKey(tx, id);
+      await recordAudit(tx, {
+        organizationId: key.organizationId,
+        projectId: key.projectId,
+        type: 'api_key.deleted',
+        actor,
+        resourceId: id,
+        details: { id, data: { name: key.name, redacted_value: key.redactedValue } },
+      });
+    });
     await this.options.notifier.keyChanged(id);
   }
 
@@ -219,6 +282,17 @@ export class KeyService {
     }
     return out;
   }
+}
+
+/** The allow-lists and expiry of a change, as the API names them. */
+function auditedRestrictions(restrictions: KeyRestrictions): Record<string, unknown> {
+  return {
+    ...(restrictions.allowedModels !== undefined ? { allowed_models: restrictions.allowedModels } : {}),
+    ...(restrictions.allowedIps !== undefined ? { allowed_ips: restrictions.allowedIps } : {}),
+    ...(restrictions.expiresAt !== undefined
+      ? { expires_at: restrictions.expiresAt ? Math.floor(restrictions.expiresAt.getTime() / 1000) : null }
+      : {}),
+  };
 }
 
 export function scopeOf(input: {

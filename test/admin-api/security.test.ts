@@ -17,7 +17,7 @@ import {
   redacted,
   type SecondOrganization,
 } from '../helpers/admin-api.ts';
-import { backends } from '../helpers/stores.ts';
+import { backends, TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestApp, type TestApp } from '../helpers/test-app.ts';
 import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
@@ -241,22 +241,24 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
     serviceAccountKey = serviceAccount.api_key?.value ?? '';
 
     const adminKey = (name: string) =>
-      t.services.keys.create({
-        organizationId: organization.id,
-        kind: 'admin',
-        name,
-        ownerUserId: owner.id,
-        createdBy: owner.id,
-      });
+      t.services.keys.create(
+        {
+          organizationId: organization.id,
+          kind: 'admin',
+          name,
+          ownerUserId: owner.id,
+        },
+        TEST_ACTOR,
+      );
     const adminScope = { organizationId: organization.id, projectId: null };
     const revoked = await adminKey('Revoked');
     await client.admin.organization.adminAPIKeys.delete(revoked.key.id);
     revokedAdminKey = revoked.secret;
     const disabled = await adminKey('Disabled');
-    await t.services.keys.update(adminScope, disabled.key.id, { enabled: false });
+    await t.services.keys.update(adminScope, disabled.key.id, { enabled: false }, TEST_ACTOR);
     disabledAdminKey = disabled.secret;
     const rotated = await adminKey('Rotated');
-    await t.services.keys.rotate(adminScope, rotated.key.id, 0);
+    await t.services.keys.rotate(adminScope, rotated.key.id, 0, TEST_ACTOR);
     rotatedOutAdminKey = rotated.secret;
     unknownAdminKey = generateKey('kp', 'admin');
     // Usage of every kind an hour ago, for the usage routes (another organization must not see it).
@@ -527,13 +529,15 @@ describe.each(backends)('Admin API security (%s)', (backend) => {
     expect(inGrace.text).not.toContain(rotated.body.redacted_value);
 
     const scope = { organizationId: t.instance.organization.id, projectId: null };
-    const admin = await t.services.keys.create({
-      ...scope,
-      kind: 'admin',
-      name: 'Rotated admin',
-      createdBy: 'test',
-    });
-    const newAdmin = await t.services.keys.rotate(scope, admin.key.id, 0);
+    const admin = await t.services.keys.create(
+      {
+        ...scope,
+        kind: 'admin',
+        name: 'Rotated admin',
+      },
+      TEST_ACTOR,
+    );
+    const newAdmin = await t.services.keys.rotate(scope, admin.key.id, 0, TEST_ACTOR);
     secrets.push(admin.secret, newAdmin.secret);
     const rotatedOut = await adminRequest(t, 'GET', '/projects', { key: admin.secret });
     expectApiError(rotatedOut, 401, 'invalid_api_key');

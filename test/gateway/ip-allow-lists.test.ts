@@ -3,10 +3,12 @@
  * socket's, or X-Forwarded-For only when the socket is a configured trusted proxy (and then the
  * rightmost address that is not a trusted proxy).
  */
+
 import type OpenAI from 'openai';
 import { type APIError, AuthenticationError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminRequest, expectOk } from '../helpers/admin-api.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { canListen, createTestGateway, refusal, type TestGateway } from '../helpers/test-gateway.ts';
 
 async function chat(client: OpenAI, headers: Record<string, string> = {}) {
@@ -60,14 +62,22 @@ describe('IP allow-lists, no trusted proxies', () => {
 
   it('the project’s allow-list applies to its keys', async () => {
     const { organization } = gw.instance;
-    const closed = await gw.services.projects.create(organization.id, {
-      name: 'Office only',
-      allowedIps: ['10.0.0.0/8'],
-    });
-    const open = await gw.services.projects.create(organization.id, {
-      name: 'Loopback',
-      allowedIps: ['127.0.0.0/8'],
-    });
+    const closed = await gw.services.projects.create(
+      organization.id,
+      {
+        name: 'Office only',
+        allowedIps: ['10.0.0.0/8'],
+      },
+      TEST_ACTOR,
+    );
+    const open = await gw.services.projects.create(
+      organization.id,
+      {
+        name: 'Loopback',
+        allowedIps: ['127.0.0.0/8'],
+      },
+      TEST_ACTOR,
+    );
     const refusedKey = await gw.createKey({ projectId: closed.id });
     expectIpRefused(await refusal(chat(gw.openai(refusedKey.secret))));
     const allowedKey = await gw.createKey({ projectId: open.id });
@@ -78,7 +88,11 @@ describe('IP allow-lists, no trusted proxies', () => {
   });
 
   it('a project allow-list changed through the Admin API applies to the next request', async () => {
-    const project = await gw.services.projects.create(gw.instance.organization.id, { name: 'Tightened' });
+    const project = await gw.services.projects.create(
+      gw.instance.organization.id,
+      { name: 'Tightened' },
+      TEST_ACTOR,
+    );
     const key = await gw.createKey({ projectId: project.id });
     const client = gw.openai(key.secret);
     expect((await chat(client)).data.object).toBe('chat.completion');

@@ -3,6 +3,7 @@
  * official `openai` SDK (its RateLimitError, its retries and what makes it stop retrying) and the
  * raw 429s and `x-ratelimit-*` headers, with the in-process limiter.
  */
+
 import type OpenAI from 'openai';
 import { RateLimitError } from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import { periodBounds } from '../../src/core/periods.ts';
 import { countPromptTokens } from '../../src/gateway/token-count.ts';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
 import { alerts } from '../../src/store/schema.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, refusal, sleep, type TestGateway, waitFor } from '../helpers/test-gateway.ts';
 import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 
@@ -422,7 +424,7 @@ describe('budgets on the gateway', () => {
 
   it('raises soft-limit and spend alerts once per period', async () => {
     const key = await gw.createKey();
-    const project = await gw.services.projects.create(org(), { name: 'Alerts' });
+    const project = await gw.services.projects.create(org(), { name: 'Alerts' }, TEST_ACTOR);
     const projectKey = await gw.createKey({ projectId: project.id });
     await gw.services.limits.setBudget(org(), {
       scope: { type: 'project', id: project.id },

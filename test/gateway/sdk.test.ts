@@ -2,6 +2,7 @@
  * The official `openai` SDK against Keyport over a real socket, changing only the base URL: every
  * endpoint family the mock serves, and the SDK's error classes for every way a key is refused.
  */
+
 import type OpenAI from 'openai';
 import { AuthenticationError, NotFoundError, PermissionDeniedError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { generateKey } from '../../src/core/key-format.ts';
 import { MOCK_MODELS } from '../../src/gateway/mock-upstream.ts';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
 import { adminRequest, expectOk, redacted } from '../helpers/admin-api.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, refusal, sleep, type TestGateway } from '../helpers/test-gateway.ts';
 
 const REQUEST_ID = /^req_[0-9a-f]{32}$/;
@@ -299,7 +301,11 @@ describe('the openai SDK against Keyport', () => {
     });
 
     it('another project (of the same organization) is refused', async () => {
-      const other = await gw.services.projects.create(gw.instance.organization.id, { name: 'Other' });
+      const other = await gw.services.projects.create(
+        gw.instance.organization.id,
+        { name: 'Other' },
+        TEST_ACTOR,
+      );
       const error = await refusal(chat(gw.openai(key.secret, { project: other.id })));
       expect(error).toBeInstanceOf(AuthenticationError);
       expect(error.code).toBe('mismatched_project');

@@ -3,12 +3,14 @@
  * user, client address) and what it cost (the upstream's token counts, or local counts marked
  * estimated when the upstream gives none).
  */
+
 import { encode } from 'gpt-tokenizer';
 import type OpenAI from 'openai';
 import type { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UsageEvent } from '../../src/billing/usage-recorder.ts';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 describe('usage events', () => {
@@ -240,7 +242,11 @@ describe('usage events', () => {
   });
 
   it('the key’s identity follows the key: another project, another key', async () => {
-    const project = await gw.services.projects.create(gw.instance.organization.id, { name: 'Second' });
+    const project = await gw.services.projects.create(
+      gw.instance.organization.id,
+      { name: 'Second' },
+      TEST_ACTOR,
+    );
     const other = await gw.createKey({ projectId: project.id });
     const { request_id } = await gw
       .openai(other.secret)

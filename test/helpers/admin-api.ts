@@ -3,6 +3,7 @@
  * bodies, odd headers), the assertions every error response must pass, and a second
  * organization in the same database for isolation tests.
  */
+
 import type { AdminAPIKey } from 'openai/resources/admin/organization/admin-api-keys';
 import type { ProjectAPIKey } from 'openai/resources/admin/organization/projects/api-keys';
 import type { Project } from 'openai/resources/admin/organization/projects/projects';
@@ -11,6 +12,7 @@ import type { IssuedKey } from '../../src/keys/key-service.ts';
 import { addMember, insertOrganization, insertUser } from '../../src/store/repositories/organizations.ts';
 import { insertProject } from '../../src/store/repositories/projects.ts';
 import type { OrganizationRow, ProjectRow, UserRow } from '../../src/store/schema.ts';
+import { TEST_ACTOR } from './stores.ts';
 import type { TestApp } from './test-app.ts';
 
 export const ADMIN_PREFIX = '/v1/organization';
@@ -129,13 +131,15 @@ export async function createSecondOrganization(
   const owner = await insertUser(db, `owner-${n}-${organization.id}@other.test`, `Other owner ${n}`);
   await addMember(db, organization.id, owner.id, 'owner');
   const project = await insertProject(db, { organizationId: organization.id, name: `${name} project` });
-  const adminKey = await t.services.keys.create({
-    organizationId: organization.id,
-    kind: 'admin',
-    name: `${name} admin key`,
-    ownerUserId: owner.id,
-    createdBy: owner.id,
-  });
+  const adminKey = await t.services.keys.create(
+    {
+      organizationId: organization.id,
+      kind: 'admin',
+      name: `${name} admin key`,
+      ownerUserId: owner.id,
+    },
+    TEST_ACTOR,
+  );
   return { organization, owner, project, adminKey };
 }
 

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { SYSTEM } from '../../src/core/actor.ts';
 import { openStore, type Store } from '../../src/store/database.ts';
 
 export type Backend = 'pglite' | 'postgres';
@@ -54,3 +55,6 @@ export async function createPostgresDatabase(): Promise<{ url: string; drop: () 
     },
   };
 }
+
+/** Who acts when a test calls a service directly (the audit log records it as the system). */
+export const TEST_ACTOR = SYSTEM('test');

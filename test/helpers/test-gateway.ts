@@ -24,7 +24,7 @@ import { type MockUpstream, startMockUpstream } from '../../src/gateway/mock-ups
 import type { IssuedKey } from '../../src/keys/key-service.ts';
 import type { Limiter } from '../../src/limits/limiter.ts';
 import { createLogger, createServices } from '../../src/services.ts';
-import { type Backend, openTestStore } from './stores.ts';
+import { type Backend, openTestStore, TEST_ACTOR } from './stores.ts';
 import { sdkFactory, type TestApp } from './test-app.ts';
 
 export const UPSTREAM_KEY_ENV = 'TEST_UPSTREAM_KEY';
@@ -228,18 +228,20 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
     usage,
     transcript,
     async createKey(keyOptions = {}) {
-      const issued = await services.keys.create({
-        organizationId: instance.organization.id,
-        kind: 'proj',
-        name: keyOptions.name ?? 'Gateway test key',
-        projectId: keyOptions.projectId ?? instance.project.id,
-        ownerUserId: instance.owner.id,
-        createdBy: instance.owner.id,
-        scopes: keyOptions.scopes,
-        allowedModels: keyOptions.allowedModels,
-        allowedIps: keyOptions.allowedIps,
-        expiresAt: keyOptions.expiresAt,
-      });
+      const issued = await services.keys.create(
+        {
+          organizationId: instance.organization.id,
+          kind: 'proj',
+          name: keyOptions.name ?? 'Gateway test key',
+          projectId: keyOptions.projectId ?? instance.project.id,
+          ownerUserId: instance.owner.id,
+          scopes: keyOptions.scopes,
+          allowedModels: keyOptions.allowedModels,
+          allowedIps: keyOptions.allowedIps,
+          expiresAt: keyOptions.expiresAt,
+        },
+        TEST_ACTOR,
+      );
       keySecrets.push(issued.secret);
       return issued;
     },

@@ -9,7 +9,7 @@ import { KeyService } from '../../src/keys/key-service.ts';
 import { LastUsedRecorder } from '../../src/keys/last-used-recorder.ts';
 import { KeyVerifier } from '../../src/keys/verify-key.ts';
 import type { Store } from '../../src/store/database.ts';
-import { backends, openTestStore, POSTGRES_URL } from '../helpers/stores.ts';
+import { backends, openTestStore, POSTGRES_URL, TEST_ACTOR } from '../helpers/stores.ts';
 
 /** Counts the queries that reach the database driver (prepared or not). */
 function countQueries(store: Store): () => number {
@@ -46,15 +46,17 @@ describe.each(backends)('verifyKey on %s', (backend) => {
 
   const scope = () => ({ organizationId: orgId, projectId });
   const createKey = (extra: Partial<Parameters<KeyService['create']>[0]> = {}) =>
-    keys.create({
-      organizationId: orgId,
-      projectId,
-      kind: 'proj',
-      name: 'k',
-      ownerUserId: ownerId,
-      createdBy: ownerId,
-      ...extra,
-    });
+    keys.create(
+      {
+        organizationId: orgId,
+        projectId,
+        kind: 'proj',
+        name: 'k',
+        ownerUserId: ownerId,
+        ...extra,
+      },
+      TEST_ACTOR,
+    );
 
   it('accepts a valid key with its project and organization, and records its use', async () => {
     const { key, secret } = await createKey({ scopes: ['api.model.read'], allowedModels: ['gpt-4o*'] });
@@ -108,29 +110,34 @@ describe.each(backends)('verifyKey on %s', (backend) => {
   it('sees a revocation at once despite the cache', async () => {
     const { key, secret } = await createKey();
     expect((await verifier.verify(secret)).valid).toBe(true);
-    await keys.revoke(scope(), key.id);
+    await keys.revoke(scope(), key.id, TEST_ACTOR);
     expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'REVOKED', keyId: key.id });
   });
 
   it('sees updates at once: disabled, IP allow-list, re-enabled', async () => {
     const { key, secret } = await createKey();
     expect((await verifier.verify(secret, { ip: '192.168.1.1' })).valid).toBe(true);
-    await keys.update(scope(), key.id, { enabled: false });
+    await keys.update(scope(), key.id, { enabled: false }, TEST_ACTOR);
     expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'DISABLED' });
-    await keys.update(scope(), key.id, { enabled: true, allowedIps: ['10.0.0.0/8', '2001:db8::/32'] });
+    await keys.update(
+      scope(),
+      key.id,
+      { enabled: true, allowedIps: ['10.0.0.0/8', '2001:db8::/32'] },
+      TEST_ACTOR,
+    );
     expect((await verifier.verify(secret, { ip: '10.9.8.7' })).valid).toBe(true);
     expect((await verifier.verify(secret, { ip: '2001:db8::42' })).valid).toBe(true);
     expect(await verifier.verify(secret, { ip: '192.168.1.1' })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
   });
 
   it('applies the project IP allow-list and archiving to every key of the project', async () => {
-    const project = await projects.create(orgId, { name: 'Fenced' });
+    const project = await projects.create(orgId, { name: 'Fenced' }, TEST_ACTOR);
     const { secret } = await createKey({ projectId: project.id });
     expect((await verifier.verify(secret, { ip: '203.0.113.5' })).valid).toBe(true);
-    await projects.update(orgId, project.id, { allowedIps: ['198.51.100.0/24'] });
+    await projects.update(orgId, project.id, { allowedIps: ['198.51.100.0/24'] }, TEST_ACTOR);
     expect(await verifier.verify(secret, { ip: '203.0.113.5' })).toMatchObject({ code: 'IP_NOT_ALLOWED' });
     expect((await verifier.verify(secret, { ip: '198.51.100.7' })).valid).toBe(true);
-    await projects.archive(orgId, project.id);
+    await projects.archive(orgId, project.id, TEST_ACTOR);
     expect(await verifier.verify(secret, { ip: '198.51.100.7' })).toMatchObject({ code: 'PROJECT_ARCHIVED' });
   });
 
@@ -147,7 +154,7 @@ describe.each(backends)('verifyKey on %s', (backend) => {
   it('rotation: the old secret works until the grace period ends, then is refused', async () => {
     const { key, secret: old } = await createKey();
     expect((await verifier.verify(old)).valid).toBe(true);
-    const rotated = await keys.rotate(scope(), key.id, 600);
+    const rotated = await keys.rotate(scope(), key.id, 600, TEST_ACTOR);
     expect(rotated.key.id).toBe(key.id);
     expect(rotated.secret).not.toBe(old);
     const now = Date.now();
@@ -157,7 +164,7 @@ describe.each(backends)('verifyKey on %s', (backend) => {
     expect(await verifier.verify(old, { now: later })).toMatchObject({ valid: false, code: 'ROTATED' });
     expect((await verifier.verify(rotated.secret, { now: later })).valid).toBe(true);
     // Grace 0: the previous secret stops at once.
-    const again = await keys.rotate(scope(), key.id, 0);
+    const again = await keys.rotate(scope(), key.id, 0, TEST_ACTOR);
     expect(await verifier.verify(rotated.secret)).toMatchObject({ valid: false, code: 'ROTATED' });
     expect((await verifier.verify(again.secret)).valid).toBe(true);
   });
@@ -171,9 +178,11 @@ describe.each(backends)('verifyKey on %s', (backend) => {
     });
     const { key, secret } = await createKey({ expiresAt: new Date(clock + 60_000) });
     clock += 61_000;
-    await expect(timed.update(scope(), key.id, { name: 'late' })).rejects.toMatchObject({ status: 400 });
+    await expect(timed.update(scope(), key.id, { name: 'late' }, TEST_ACTOR)).rejects.toMatchObject({
+      status: 400,
+    });
     expect((await timed.get(scope(), key.id)).name).toBe('k');
-    await timed.revoke(scope(), key.id);
+    await timed.revoke(scope(), key.id, TEST_ACTOR);
     expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'REVOKED' });
   });
 
@@ -211,18 +220,21 @@ describe.skipIf(!POSTGRES_URL)('revocation across instances on PostgreSQL', () =
     const b = await make();
     try {
       const instance = await bootstrap(store.db, a.keys, DEFAULT_BOOTSTRAP);
-      const { key, secret } = await a.keys.create({
-        organizationId: instance.organization.id,
-        projectId: instance.project.id,
-        kind: 'proj',
-        name: 'shared',
-        ownerUserId: instance.owner.id,
-        createdBy: instance.owner.id,
-      });
+      const { key, secret } = await a.keys.create(
+        {
+          organizationId: instance.organization.id,
+          projectId: instance.project.id,
+          kind: 'proj',
+          name: 'shared',
+          ownerUserId: instance.owner.id,
+        },
+        TEST_ACTOR,
+      );
       expect((await b.verifier.verify(secret)).valid).toBe(true); // now cached on B for 60 s
       await a.keys.revoke(
         { organizationId: instance.organization.id, projectId: instance.project.id },
         key.id,
+        TEST_ACTOR,
       );
       const deadline = Date.now() + 1000;
       let result = await b.verifier.verify(secret);

@@ -20,14 +20,16 @@ export function adminApiKeysRoutes(app: FastifyInstance, { keys }: Services): vo
 
   app.post('/admin_api_keys', async (request) => {
     const body = parseWith(createBody, request.body, 'body');
-    const { key, secret } = await keys.create({
-      organizationId: request.admin.organizationId,
-      kind: 'admin',
-      name: body.name,
-      ownerUserId: request.admin.ownerUserId,
-      createdBy: request.admin.keyId,
-      expiresAt: expiryFrom(body),
-    });
+    const { key, secret } = await keys.create(
+      {
+        organizationId: request.admin.organizationId,
+        kind: 'admin',
+        name: body.name,
+        ownerUserId: request.admin.ownerUserId,
+        expiresAt: expiryFrom(body),
+      },
+      request.admin.actor,
+    );
     return { ...adminKeyObject(key), value: secret };
   });
 
@@ -38,7 +40,7 @@ export function adminApiKeysRoutes(app: FastifyInstance, { keys }: Services): vo
 
   app.delete('/admin_api_keys/:key_id', async (request) => {
     const { key_id } = parseWith(idParams, request.params, 'query');
-    await keys.revoke(scope(request.admin.organizationId), key_id);
+    await keys.revoke(scope(request.admin.organizationId), key_id, request.admin.actor);
     return { object: 'organization.admin_api_key.deleted', id: key_id, deleted: true };
   });
 }

@@ -56,23 +56,25 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
   app.post('/projects/:project_id/api_keys', async (request) => {
     const { project_id } = parseWith(projectParams, request.params, 'query');
     const body = parseWith(createBody, request.body, 'body');
-    const { organizationId, ownerUserId, keyId } = request.admin;
+    const { organizationId, ownerUserId, actor } = request.admin;
     const owner = body.owner_user_id ?? ownerUserId;
     if (!owner) throw badRequest('owner_user_id is required: this admin key has no owner.', 'owner_user_id');
     if (body.enabled === false)
       throw badRequest('A new key is always enabled; disable it with an update.', 'enabled');
-    const { key, secret } = await keys.create({
-      organizationId,
-      projectId: project_id,
-      kind: 'proj',
-      name: body.name,
-      ownerUserId: owner,
-      createdBy: keyId,
-      scopes: body.scopes,
-      allowedModels: body.allowed_models,
-      allowedIps: body.allowed_ips,
-      expiresAt: expiryFrom(body),
-    });
+    const { key, secret } = await keys.create(
+      {
+        organizationId,
+        projectId: project_id,
+        kind: 'proj',
+        name: body.name,
+        ownerUserId: owner,
+        scopes: body.scopes,
+        allowedModels: body.allowed_models,
+        allowedIps: body.allowed_ips,
+        expiresAt: expiryFrom(body),
+      },
+      actor,
+    );
     return { ...projectKeyObject(key), value: secret };
   });
 
@@ -102,6 +104,7 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
         allowedIps: body.allowed_ips,
         expiresAt: expiryFrom(body),
       },
+      request.admin.actor,
     );
     return projectKeyObject(key);
   });
@@ -114,6 +117,7 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
       { organizationId: request.admin.organizationId, projectId: project_id },
       api_key_id,
       grace,
+      request.admin.actor,
     );
     return {
       ...projectKeyObject(key),
@@ -124,7 +128,11 @@ export function projectApiKeysRoutes(app: FastifyInstance, { keys, projects }: S
 
   app.delete('/projects/:project_id/api_keys/:api_key_id', async (request) => {
     const { project_id, api_key_id } = parseWith(keyParams, request.params, 'query');
-    await keys.revoke({ organizationId: request.admin.organizationId, projectId: project_id }, api_key_id);
+    await keys.revoke(
+      { organizationId: request.admin.organizationId, projectId: project_id },
+      api_key_id,
+      request.admin.actor,
+    );
     return { object: 'organization.project.api_key.deleted', id: api_key_id, deleted: true };
   });
 }

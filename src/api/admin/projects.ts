@@ -34,11 +34,15 @@ export function projectsRoutes(app: FastifyInstance, { projects }: Services): vo
 
   app.post('/projects', async (request) => {
     const body = parseWith(createBody, request.body, 'body');
-    const project = await projects.create(request.admin.organizationId, {
-      name: body.name,
-      externalKeyId: body.external_key_id ?? null,
-      allowedIps: body.allowed_ips,
-    });
+    const project = await projects.create(
+      request.admin.organizationId,
+      {
+        name: body.name,
+        externalKeyId: body.external_key_id ?? null,
+        allowedIps: body.allowed_ips,
+      },
+      request.admin.actor,
+    );
     return projectObject(project);
   });
 
@@ -50,16 +54,23 @@ export function projectsRoutes(app: FastifyInstance, { projects }: Services): vo
   app.post('/projects/:project_id', async (request) => {
     const { project_id } = parseWith(idParams, request.params, 'query');
     const body = parseWith(updateBody, request.body, 'body');
-    const project = await projects.update(request.admin.organizationId, project_id, {
-      name: body.name ?? undefined,
-      externalKeyId: body.external_key_id,
-      allowedIps: body.allowed_ips,
-    });
+    const project = await projects.update(
+      request.admin.organizationId,
+      project_id,
+      {
+        name: body.name ?? undefined,
+        externalKeyId: body.external_key_id,
+        allowedIps: body.allowed_ips,
+      },
+      request.admin.actor,
+    );
     return projectObject(project);
   });
 
   app.post('/projects/:project_id/archive', async (request) => {
     const { project_id } = parseWith(idParams, request.params, 'query');
-    return projectObject(await projects.archive(request.admin.organizationId, project_id));
+    return projectObject(
+      await projects.archive(request.admin.organizationId, project_id, request.admin.actor),
+    );
   });
 }

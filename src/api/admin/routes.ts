@@ -3,10 +3,12 @@ import type { FastifyInstance } from 'fastify';
 import type { Services } from '../../services.ts';
 import { adminApiKeysRoutes } from './admin-api-keys.ts';
 import { alertsRoutes } from './alerts.ts';
+import { auditLogsRoutes } from './audit-logs.ts';
 import { authenticateAdmin } from './authenticate.ts';
 import { billingRoutes } from './billing.ts';
 import { budgetsRoutes } from './budgets.ts';
 import { membersRoutes } from './members.ts';
+import { organizationSettingsRoutes } from './organization-settings.ts';
 import { projectApiKeysRoutes } from './project-api-keys.ts';
 import { projectsRoutes } from './projects.ts';
 import { rateLimitsRoutes } from './rate-limits.ts';
@@ -38,4 +40,6 @@ export function adminRoutes(app: FastifyInstance, services: Services): void {
   usageRoutes(app, services);
   billingRoutes(app, services);
   membersRoutes(app, services);
+  auditLogsRoutes(app, services);
+  organizationSettingsRoutes(app, services);
 }

@@ -51,9 +51,9 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
       {
         name: body.name,
         withoutKey,
-        createdBy: request.admin.keyId,
         keyRestrictions: { expiresAt: expiryFrom(body) },
       },
+      request.admin.actor,
     );
     return {
       ...serviceAccountObject(serviceAccount),
@@ -76,13 +76,19 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
       project_id,
       service_account_id,
       body,
+      request.admin.actor,
     );
     return serviceAccountObject(serviceAccount);
   });
 
   app.delete('/projects/:project_id/service_accounts/:service_account_id', async (request) => {
     const { project_id, service_account_id } = parseWith(accountParams, request.params, 'query');
-    await serviceAccounts.delete(request.admin.organizationId, project_id, service_account_id);
+    await serviceAccounts.delete(
+      request.admin.organizationId,
+      project_id,
+      service_account_id,
+      request.admin.actor,
+    );
     return { object: 'organization.project.service_account.deleted', id: service_account_id, deleted: true };
   });
 
@@ -95,10 +101,10 @@ export function serviceAccountsRoutes(app: FastifyInstance, { serviceAccounts }:
       service_account_id,
       {
         name: body.name ?? 'Secret key',
-        createdBy: request.admin.keyId,
         scopes: body.scopes,
         expiresAt: expiryFrom(body),
       },
+      request.admin.actor,
     );
     return serviceAccountKeyObject(key, secret);
   });

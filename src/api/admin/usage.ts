@@ -26,7 +26,7 @@ import { badRequest } from '../../core/errors.ts';
 import type { Services } from '../../services.ts';
 import { rowsOf } from '../../store/rows.ts';
 import type { RollupWidth } from '../../store/schema.ts';
-import { parseWith } from '../http/parse.ts';
+import { listParam, parseWith } from '../http/parse.ts';
 
 /** Per bucket width: OpenAI's default and largest `limit`. */
 const LIMITS: Record<RollupWidth, { default: number; max: number }> = {
@@ -107,19 +107,6 @@ const ENDPOINTS: Endpoint[] = [
     fields: ({ totals }) => ({ seconds: totals.units, num_model_requests: totals.modelRequests }),
   },
 ];
-
-/** `name`, `name[]`, repeated, or comma-separated: one list (undefined when absent). */
-function listParam(query: Record<string, unknown>, name: string): string[] | undefined {
-  const values = [query[name], query[`${name}[]`]].flat().filter((v): v is string => typeof v === 'string');
-  if (values.length === 0) return undefined;
-  const list = values
-    // A line item's name has a comma in it (`gpt-4o, input`): line_items are never split.
-    .flatMap((v) => (name === 'line_items' ? [v] : v.split(',')))
-    .map((v) => v.trim())
-    .filter(Boolean);
-  if (list.length > 1000) throw badRequest(`Too many values for '${name}' (at most 1000).`, name);
-  return list;
-}
 
 /** The list parameters each API takes (as OpenAI's): any other is refused, not silently ignored. */
 const USAGE_LISTS = ['group_by', 'project_ids', 'user_ids', 'api_key_ids', 'models'];

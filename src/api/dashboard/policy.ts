@@ -26,6 +26,8 @@ const READ = new Set(['GET', 'HEAD']);
 
 /** `route` is the Admin API route pattern (below /v1/organization). */
 export function needOf(method: string, route: string): Need {
+  // Who did what, from where, is for owners (as on OpenAI).
+  if (route === '/audit_logs') return 'owner';
   if (READ.has(method)) return 'read';
   if (route === '/projects/:project_id/archive') return 'owner';
   if (method === 'POST' && route === '/projects/:project_id/api_keys') return 'project-member';

@@ -78,3 +78,16 @@ export function userAgentOf(request: {
   const text = Array.isArray(value) ? value[0] : value;
   return text ? text.slice(0, 512) : null;
 }
+
+/** `name`, `name[]`, repeated, or comma-separated: one list (undefined when absent). */
+export function listParam(query: Record<string, unknown>, name: string): string[] | undefined {
+  const values = [query[name], query[`${name}[]`]].flat().filter((v): v is string => typeof v === 'string');
+  if (values.length === 0) return undefined;
+  const list = values
+    // A line item's name has a comma in it (`gpt-4o, input`): line_items are never split.
+    .flatMap((v) => (name === 'line_items' ? [v] : v.split(',')))
+    .map((v) => v.trim())
+    .filter(Boolean);
+  if (list.length > 1000) throw badRequest(`Too many values for '${name}' (at most 1000).`, name);
+  return list;
+}

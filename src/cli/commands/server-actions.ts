@@ -7,6 +7,7 @@ import {
   isInitialized,
 } from '../../accounts/bootstrap.ts';
 import { type Config, loadConfig } from '../../config/config.ts';
+import { SYSTEM } from '../../core/actor.ts';
 import { closeOnSignals, startServer } from '../../server.ts';
 import { createLogger, createServices } from '../../services.ts';
 import { findOrganization, findOwner, firstOrganization } from '../../store/repositories/organizations.ts';
@@ -71,13 +72,15 @@ export async function recoverAdminKey(options: { org?: string }, globals: Global
       );
     }
     const owner = await findOwner(services.store.db, organization.id);
-    const { key, secret } = await services.keys.create({
-      organizationId: organization.id,
-      kind: 'admin',
-      name: `Recovered admin key ${new Date().toISOString().slice(0, 10)}`,
-      ownerUserId: owner?.id ?? null,
-      createdBy: owner?.id ?? 'cli:recover-admin-key',
-    });
+    const { key, secret } = await services.keys.create(
+      {
+        organizationId: organization.id,
+        kind: 'admin',
+        name: `Recovered admin key ${new Date().toISOString().slice(0, 10)}`,
+        ownerUserId: owner?.id ?? null,
+      },
+      SYSTEM('recover-admin-key'),
+    );
     process.stdout.write(
       globals.json
         ? `${JSON.stringify({ organization_id: organization.id, admin_key_id: key.id, admin_key: secret })}\n`
