@@ -32,7 +32,21 @@ export async function isInitialized(db: Db): Promise<boolean> {
   return (await countOrganizations(db)) > 0;
 }
 
-export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput): Promise<BootstrapResult> {
+/**
+ * `owner`: a headless `keyport init --password-stdin` — the owner can sign in to the dashboard at
+ * once (the operator vouches for the address and accepts the terms by running it).
+ */
+export interface OwnerAccount {
+  passwordHash: string;
+  termsVersion: string;
+}
+
+export async function bootstrap(
+  db: Db,
+  keys: KeyService,
+  input: BootstrapInput,
+  account?: OwnerAccount,
+): Promise<BootstrapResult> {
   return db.transaction(async (tx) => {
     // Inside the transaction, so two racing `init`s cannot both create an instance owner.
     await tx.execute('lock table organizations in exclusive mode');
@@ -42,7 +56,19 @@ export async function bootstrap(db: Db, keys: KeyService, input: BootstrapInput)
     // The first organization is the instance operator's: it sets prices and grants credits.
     const organization = await insertOrganization(tx, input.organizationName, { isOperator: true });
     // The first account is the instance's owner.
-    const owner = await insertUser(tx, input.ownerEmail, input.ownerName, { isInstanceOwner: true });
+    const now = new Date();
+    const owner = await insertUser(tx, input.ownerEmail, input.ownerName, {
+      isInstanceOwner: true,
+      ...(account
+        ? {
+            passwordHash: account.passwordHash,
+            passwordChangedAt: now,
+            emailVerifiedAt: now,
+            termsVersion: account.termsVersion,
+            termsAcceptedAt: now,
+          }
+        : {}),
+    });
     await addMember(tx, organization.id, owner.id, 'owner');
     const project = await insertProject(tx, { organizationId: organization.id, name: input.projectName });
     const adminKey = await keys.create(

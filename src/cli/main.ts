@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { UserError } from '../core/user-error.ts';
 import { registerAdminKeyCommands } from './commands/admin-keys.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 import { registerBillingCommands } from './commands/billing.ts';
 import { registerKeyCommands } from './commands/keys.ts';
 import { registerLimitCommands } from './commands/limits.ts';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerServiceAccountCommands(program, globals);
   registerLimitCommands(program, globals);
   registerBillingCommands(program, globals);
+  registerAuditCommands(program, globals);
   registerMockUpstreamCommands(program);
   for (const command of program.commands) {
     command.exitOverride();

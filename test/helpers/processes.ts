@@ -68,12 +68,13 @@ export interface CommandResult {
   stderr: string;
 }
 
-function spawnKeyport(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+function spawnKeyport(args: string[], env: NodeJS.ProcessEnv, input?: string): ChildProcess {
   const child = spawn(process.execPath, [KEYPORT_BIN, ...args], {
     cwd: REPO_ROOT,
     env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  if (input !== undefined) child.stdin?.end(input);
   children.add(child);
   child.once('exit', () => children.delete(child));
   return child;
@@ -91,8 +92,10 @@ export async function runKeyport(
   args: string[],
   env: Record<string, string | undefined> = {},
   timeoutMs = COMMAND_TIMEOUT_MS,
+  /** Piped to its standard input (e.g. `init --password-stdin`). */
+  input?: string,
 ): Promise<CommandResult> {
-  const child = spawnKeyport(args, childEnv(env));
+  const child = spawnKeyport(args, childEnv(env), input);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {

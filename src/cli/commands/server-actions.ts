@@ -6,6 +6,7 @@ import {
   bootstrap,
   isInitialized,
 } from '../../accounts/bootstrap.ts';
+import { hashPassword, passwordProblem } from '../../accounts/passwords.ts';
 import { type Config, loadConfig } from '../../config/config.ts';
 import { SYSTEM } from '../../core/actor.ts';
 import { closeOnSignals, startServer } from '../../server.ts';
@@ -34,11 +35,30 @@ const bootstrapInput = (options: InitOptions): BootstrapInput => ({
   projectName: options.projectName,
 });
 
+/** The password piped to `init --password-stdin` (one line; the trailing newline is not part of it). */
+async function readPassword(email: string): Promise<string> {
+  if (process.stdin.isTTY)
+    throw new CliError('--password-stdin reads a password piped to it, e.g. from a secret file');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const password = Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+  const problem = passwordProblem(password, { email });
+  if (problem) throw new CliError(`the password is refused: ${problem}`);
+  return password;
+}
+
 export async function init(options: InitOptions, globals: GlobalOptions): Promise<void> {
   const config = loadConfig();
+  // Checked before anything is written: a refused password leaves the instance uninitialized.
+  const password = options.passwordStdin ? await readPassword(options.email) : undefined;
   const services = await oneShotServices(config);
   try {
-    const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options));
+    const account = password
+      ? { passwordHash: await hashPassword(password), termsVersion: config.termsVersion }
+      : undefined;
+    const result = await bootstrap(services.store.db, services.keys, bootstrapInput(options), account);
     if (globals.json) {
       process.stdout.write(
         `${JSON.stringify({
@@ -51,7 +71,10 @@ export async function init(options: InitOptions, globals: GlobalOptions): Promis
       );
     } else {
       process.stdout.write(
-        `${welcome(result, `http://127.0.0.1:${config.port}`, 'Start it with: keyport serve')}\n`,
+        `${welcome(result, services.publicUrl, 'Start it with: keyport serve')}\n` +
+          (password
+            ? `\nThe owner ${result.owner.email} can sign in to the dashboard with that password: ${services.publicUrl}/login\n`
+            : ''),
       );
     }
   } finally {
@@ -124,9 +147,20 @@ export async function start(options: InitOptions): Promise<void> {
   const where = `Keyport is running at ${server.url} (${describeStore(services.store)}).`;
   process.stdout.write(
     created
-      ? `\n${where}\n\n${welcome(created, server.url)}\n`
+      ? `\n${where}\n\n${welcome(created, server.url)}\n\n${signUpHint(server.services.publicUrl)}\n`
       : `\n${where}\nUse the admin key you saved at first start: export KEYPORT_ADMIN_KEY=kp_admin_…, then \`npx keyport --help\`.\n`,
   );
+}
+
+/** The first account to sign up on a fresh instance takes over its placeholder owner. */
+function signUpHint(publicUrl: string): string {
+  return [
+    'Dashboard accounts: the first person to sign up becomes the owner of this instance and of its',
+    'organization (the dashboard API; without SMTP, KEYPORT_SMTP_URL, the verification link is printed in this log):',
+    '',
+    `  curl -s ${publicUrl}/api/auth/signup -H 'content-type: application/json' -H 'origin: ${publicUrl}' \\`,
+    `    -d '{"email":"you@example.com","password":"…","name":"You","accept_terms":true}'`,
+  ].join('\n');
 }
 
 function describeStore(store: { dialect: string; location: string }): string {

@@ -12,6 +12,8 @@ export interface InitOptions {
   email: string;
   name: string;
   projectName: string;
+  /** Read the owner's dashboard password from standard input (init only). */
+  passwordStdin?: boolean;
 }
 
 const actions = () => import('./server-actions.ts');
@@ -27,7 +29,11 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
   withInitOptions(
     program
       .command('init')
-      .description('create the organization, its owner, a first project and an admin key (printed once)'),
+      .description('create the organization, its owner, a first project and an admin key (printed once)')
+      .option(
+        '--password-stdin',
+        "read the owner's dashboard password from standard input (headless: the owner signs in at once)",
+      ),
   ).action(async (options: InitOptions) => (await actions()).init(options, globals()));
 
   program
