@@ -5,12 +5,17 @@
  * Plans: `pay_as_you_go` is invoiced each month for what it used (credit, if any, is applied);
  * `prepaid` and `free_trial` draw on credit and are refused at zero (the gateway's credit gate).
  * A new organization on `free_trial` gets the configured trial credit, expiring after the trial.
+ *
+ * Every change is audited in the same transaction, in the organization it changes (an operator's
+ * key acting for a customer is the actor of an entry in the customer's log).
  */
 import { and, asc, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
+import { type Actor, actorId, SYSTEM } from '../core/actor.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { periodBounds } from '../core/periods.ts';
 import { NANO_USD_PER_CENT } from '../core/pricing.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import { afterCursor, type Page, type PageRequest, toPage } from '../store/repositories/pagination.ts';
 import { rowsOf } from '../store/rows.ts';
@@ -85,6 +90,8 @@ export interface InvoiceView {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
+/** The actor of what billing does by itself: trial credit, the monthly invoice cycle. */
+const BILLING = SYSTEM('billing');
 
 export class BillingService {
   readonly #now: () => number;
@@ -128,7 +135,7 @@ export class BillingService {
       }
       // Only the request that made the account grants the trial: never twice.
       if (created.plan === 'free_trial' && this.options.trialCreditCents > 0) {
-        await this.#insertGrant(
+        const grant = await this.#insertGrant(
           tx,
           organizationId,
           {
@@ -139,38 +146,79 @@ export class BillingService {
           },
           'system:trial',
         );
+        await auditGrantCreated(tx, grant, BILLING);
       }
       return created;
     });
   }
 
-  async updateDetails(organizationId: string, details: BillingDetails): Promise<BillingAccountRow> {
+  /** Changes the details given; none given changes nothing (and audits nothing). */
+  async updateDetails(
+    organizationId: string,
+    details: BillingDetails,
+    actor: Actor,
+  ): Promise<BillingAccountRow> {
     if (details.billingEmail && !EMAIL.test(details.billingEmail)) {
       throw badRequest('Invalid billing_email.', 'billing_email');
     }
-    await this.account(organizationId);
-    const values: Partial<BillingAccountRow> = { updatedAt: new Date(this.#now()) };
+    const account = await this.account(organizationId);
+    const values: Partial<BillingAccountRow> = {};
     if (details.billingName !== undefined) values.billingName = details.billingName;
     if (details.billingEmail !== undefined) values.billingEmail = details.billingEmail;
     if (details.billingAddress !== undefined) values.billingAddress = details.billingAddress;
     if (details.taxId !== undefined) values.taxId = details.taxId;
-    const [row] = await this.db
-      .update(billingAccounts)
-      .set(values)
-      .where(eq(billingAccounts.organizationId, organizationId))
-      .returning();
-    return row!;
+    if (Object.keys(values).length === 0) return account;
+    return this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(billingAccounts)
+        .set({ ...values, updatedAt: new Date(this.#now()) })
+        .where(eq(billingAccounts.organizationId, organizationId))
+        .returning();
+      await recordAudit(tx, {
+        organizationId,
+        type: 'billing.details.updated',
+        actor,
+        resourceId: organizationId,
+        details: {
+          id: organizationId,
+          changes_requested: {
+            ...(values.billingName !== undefined ? { billing_name: values.billingName } : {}),
+            ...(values.billingEmail !== undefined ? { billing_email: values.billingEmail } : {}),
+            ...(values.billingAddress !== undefined ? { billing_address: values.billingAddress } : {}),
+            ...(values.taxId !== undefined ? { tax_id: values.taxId } : {}),
+          },
+        },
+      });
+      return row!;
+    });
   }
 
-  async setPlan(organizationId: string, plan: BillingPlan): Promise<BillingAccountRow> {
+  /** Changes the plan; the same plan again changes nothing (and audits nothing). */
+  async setPlan(organizationId: string, plan: BillingPlan, actor: Actor): Promise<BillingAccountRow> {
     await this.account(organizationId);
-    const [row] = await this.db
-      .update(billingAccounts)
-      .set({ plan, updatedAt: new Date(this.#now()) })
-      .where(eq(billingAccounts.organizationId, organizationId))
-      .returning();
-    await this.options.changed(organizationId);
-    return row!;
+    const { row, changed } = await this.db.transaction(async (tx) => {
+      const [current] = await tx
+        .select()
+        .from(billingAccounts)
+        .where(eq(billingAccounts.organizationId, organizationId))
+        .for('update');
+      if (current!.plan === plan) return { row: current!, changed: false };
+      const [row] = await tx
+        .update(billingAccounts)
+        .set({ plan, updatedAt: new Date(this.#now()) })
+        .where(eq(billingAccounts.organizationId, organizationId))
+        .returning();
+      await recordAudit(tx, {
+        organizationId,
+        type: 'billing.plan.updated',
+        actor,
+        resourceId: organizationId,
+        details: { id: organizationId, changes_requested: { plan } },
+      });
+      return { row: row!, changed: true };
+    });
+    if (changed) await this.options.changed(organizationId);
+    return row;
   }
 
   async isOperator(organizationId: string): Promise<boolean> {
@@ -191,7 +239,7 @@ export class BillingService {
 
   // ---- credit -----------------------------------------------------------------------------------
 
-  async grantCredit(organizationId: string, input: GrantInput, createdBy: string): Promise<CreditGrantRow> {
+  async grantCredit(organizationId: string, input: GrantInput, actor: Actor): Promise<CreditGrantRow> {
     if (
       !Number.isInteger(input.amountCents) ||
       input.amountCents <= 0 ||
@@ -203,7 +251,11 @@ export class BillingService {
       throw badRequest('Invalid expires_at: it must be in the future.', 'expires_at');
     }
     await this.account(organizationId);
-    const grant = await this.#insertGrant(this.db, organizationId, input, createdBy);
+    const grant = await this.db.transaction(async (tx) => {
+      const grant = await this.#insertGrant(tx, organizationId, input, actorId(actor));
+      await auditGrantCreated(tx, grant, actor);
+      return grant;
+    });
     await this.options.changed(organizationId);
     return grant;
   }
@@ -234,19 +286,29 @@ export class BillingService {
   }
 
   /** Ends a grant: what it still holds is no longer usable (what it paid for stays paid). */
-  async voidGrant(organizationId: string, grantId: string): Promise<CreditGrantRow> {
-    const [row] = await this.db
-      .update(creditGrants)
-      .set({ voidedAt: new Date(this.#now()) })
-      .where(
-        and(
-          eq(creditGrants.organizationId, organizationId),
-          eq(creditGrants.id, grantId),
-          isNull(creditGrants.voidedAt),
-        ),
-      )
-      .returning();
-    if (!row) throw notFound('credit grant', grantId);
+  async voidGrant(organizationId: string, grantId: string, actor: Actor): Promise<CreditGrantRow> {
+    const row = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(creditGrants)
+        .set({ voidedAt: new Date(this.#now()) })
+        .where(
+          and(
+            eq(creditGrants.organizationId, organizationId),
+            eq(creditGrants.id, grantId),
+            isNull(creditGrants.voidedAt),
+          ),
+        )
+        .returning();
+      if (!row) throw notFound('credit grant', grantId);
+      await recordAudit(tx, {
+        organizationId,
+        type: 'credit_grant.voided',
+        actor,
+        resourceId: grantId,
+        details: { id: grantId },
+      });
+      return row;
+    });
     await this.options.changed(organizationId);
     return row;
   }
@@ -287,11 +349,12 @@ export class BillingService {
    * Records money received. For an invoice: the invoice is paid once its payments cover it. Without
    * one: a prepaid top-up, granted as credit at once.
    */
-  async recordPayment(organizationId: string, input: PaymentInput, createdBy: string): Promise<PaymentRow> {
+  async recordPayment(organizationId: string, input: PaymentInput, actor: Actor): Promise<PaymentRow> {
     if (!Number.isInteger(input.amountCents) || input.amountCents <= 0) {
       throw badRequest('Invalid amount: whole cents, more than 0.', 'amount');
     }
     await this.account(organizationId);
+    const createdBy = actorId(actor);
     const payment = await this.db.transaction(async (tx) => {
       let invoice: InvoiceRow | undefined;
       if (input.invoiceId) {
@@ -318,6 +381,23 @@ export class BillingService {
           createdAt: new Date(this.#now()),
         })
         .returning();
+      await recordAudit(tx, {
+        organizationId,
+        type: 'payment.recorded',
+        actor,
+        resourceId: payment!.id,
+        details: {
+          id: payment!.id,
+          data: {
+            amount_cents: payment!.amountCents,
+            currency: 'usd',
+            invoice_id: payment!.invoiceId,
+            provider: payment!.provider,
+            method: payment!.method,
+            reference: payment!.reference,
+          },
+        },
+      });
       if (invoice) {
         const [paid] = rowsOf<{ total: string | number }>(
           await tx.execute(sql`
@@ -331,7 +411,7 @@ export class BillingService {
             .where(eq(invoices.id, invoice.id));
         }
       } else {
-        await this.#insertGrant(
+        const grant = await this.#insertGrant(
           tx,
           organizationId,
           {
@@ -343,6 +423,7 @@ export class BillingService {
           },
           createdBy,
         );
+        await auditGrantCreated(tx, grant, actor);
       }
       return payment!;
     });
@@ -393,7 +474,7 @@ export class BillingService {
    * Idempotent: the live invoice of that month is returned if there is one (on any instance). A
    * month without usage gets no invoice (undefined).
    */
-  async issue(organizationId: string, monthStart: number): Promise<InvoiceView | undefined> {
+  async issue(organizationId: string, monthStart: number, actor: Actor): Promise<InvoiceView | undefined> {
     const { start, end } = this.monthOf(monthStart);
     if (end > this.#now())
       throw badRequest('The month is not over yet: see the upcoming invoice instead.', 'month');
@@ -445,6 +526,24 @@ export class BillingService {
           await tx
             .insert(invoiceLinesTable)
             .values(draft.lines.map((line) => ({ ...line, invoiceId: row!.id })));
+          await recordAudit(tx, {
+            organizationId,
+            type: 'invoice.issued',
+            actor,
+            resourceId: row!.id,
+            details: {
+              id: row!.id,
+              data: {
+                number: row!.number,
+                status: row!.status,
+                period_start: Math.floor(start / 1000),
+                period_end: Math.floor(end / 1000),
+                subtotal_cents: row!.subtotalCents,
+                credits_cents: row!.creditsCents,
+                total_cents: row!.totalCents,
+              },
+            },
+          });
           return row!.id;
         });
         return this.invoice(organizationId, id);
@@ -512,15 +611,26 @@ export class BillingService {
   }
 
   /** Voids an unpaid invoice (it can then be issued again, e.g. after late usage arrived). */
-  async voidInvoice(organizationId: string, id: string): Promise<InvoiceView> {
-    const [row] = await this.db
-      .update(invoices)
-      .set({ status: 'void', voidedAt: new Date(this.#now()) })
-      .where(
-        and(eq(invoices.organizationId, organizationId), eq(invoices.id, id), eq(invoices.status, 'open')),
-      )
-      .returning();
-    if (!row) {
+  async voidInvoice(organizationId: string, id: string, actor: Actor): Promise<InvoiceView> {
+    const voided = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(invoices)
+        .set({ status: 'void', voidedAt: new Date(this.#now()) })
+        .where(
+          and(eq(invoices.organizationId, organizationId), eq(invoices.id, id), eq(invoices.status, 'open')),
+        )
+        .returning();
+      if (!row) return false;
+      await recordAudit(tx, {
+        organizationId,
+        type: 'invoice.voided',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+      return true;
+    });
+    if (!voided) {
       const existing = await this.invoice(organizationId, id); // 404 if it does not exist
       throw badRequest(
         `Invoice ${existing.invoice!.number} is ${existing.invoice!.status}: only an open invoice can be voided.`,
@@ -557,13 +667,33 @@ export class BillingService {
                   and i.status <> 'void')`),
         );
         for (const { organization_id } of rows) {
-          if (await this.issue(organization_id, previous.start)) issued++;
+          if (await this.issue(organization_id, previous.start, BILLING)) issued++;
         }
       }
       start = previous.start;
     }
     return issued;
   }
+}
+
+/** `credit_grant.created`, in the grant's organization. */
+async function auditGrantCreated(tx: DbOrTx, grant: CreditGrantRow, actor: Actor): Promise<void> {
+  await recordAudit(tx, {
+    organizationId: grant.organizationId,
+    type: 'credit_grant.created',
+    actor,
+    resourceId: grant.id,
+    details: {
+      id: grant.id,
+      data: {
+        kind: grant.kind,
+        amount_cents: Math.round(grant.amountNanoUsd / NANO_USD_PER_CENT),
+        expires_at: grant.expiresAt ? Math.floor(grant.expiresAt.getTime() / 1000) : null,
+        note: grant.note,
+        payment_id: grant.paymentId,
+      },
+    },
+  });
 }
 
 function isUniqueViolation(error: unknown): boolean {

@@ -2,9 +2,11 @@
  * The prices the gateway charges: the operator's rows in `model_prices` (effective-dated), then
  * the config file's `prices`, then OpenAI's list prices, else free. Held in memory (the gateway
  * prices every request), reloaded when a price is added (on every instance, through the change
- * notifier) and every minute as a backstop.
+ * notifier) and every minute as a backstop. Prices are the operator's, for the whole instance:
+ * their changes are audited in the operator's organization (the one whose key made them).
  */
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq, gt } from 'drizzle-orm';
+import { type Actor, actorId } from '../core/actor.ts';
 import { badRequest, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import {
@@ -15,6 +17,7 @@ import {
   type PriceRule,
   type TokenCounts,
 } from '../core/pricing.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { Db } from '../store/database.ts';
 import { type ModelPriceRow, modelPrices } from '../store/schema.ts';
 
@@ -48,6 +51,7 @@ export class PriceBook {
     /** Tells the other instances (and this one) that prices changed. */
     private readonly changed: () => Promise<void>,
     private readonly onError: (error: unknown) => void,
+    private readonly now: () => number = Date.now,
   ) {
     this.#list = new PriceList(configRules);
   }
@@ -82,9 +86,13 @@ export class PriceBook {
     return this.#list.priceOf(model, at);
   }
 
-  /** Adds a price (a change from `effectiveFrom` on: what was recorded before keeps its cost). */
-  async set(input: PriceInput, createdBy: string, now = Date.now()): Promise<ModelPriceRow> {
+  /**
+   * Adds a price (a change from `effectiveFrom` on: what was recorded before keeps its cost),
+   * audited in `organizationId`, the operator's.
+   */
+  async set(organizationId: string, input: PriceInput, actor: Actor): Promise<ModelPriceRow> {
     validate(input);
+    const now = this.now();
     const effectiveFrom = input.effectiveFrom ?? now;
     if (effectiveFrom < now - 60_000) {
       throw badRequest(
@@ -92,27 +100,48 @@ export class PriceBook {
         'effective_at',
       );
     }
-    const [row] = await this.db
-      .insert(modelPrices)
-      .values({
-        id: newId('price'),
-        model: input.model,
-        input: input.input,
-        cachedInput: input.cachedInput ?? null,
-        output: input.output,
-        unit: input.unit ?? null,
-        effectiveFrom: new Date(effectiveFrom),
-        createdBy,
-      })
-      .returning();
+    const row = await this.db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(modelPrices)
+        .values({
+          id: newId('price'),
+          model: input.model,
+          input: input.input,
+          cachedInput: input.cachedInput ?? null,
+          output: input.output,
+          unit: input.unit ?? null,
+          effectiveFrom: new Date(effectiveFrom),
+          createdBy: actorId(actor),
+        })
+        .returning();
+      await recordAudit(tx, {
+        organizationId,
+        type: 'price.updated',
+        actor,
+        resourceId: row!.id,
+        details: {
+          id: row!.id,
+          changes_requested: {
+            model: input.model,
+            input: input.input,
+            ...(input.cachedInput !== undefined ? { cached_input: input.cachedInput } : {}),
+            output: input.output,
+            ...(input.unit !== undefined ? { unit: input.unit } : {}),
+            effective_at: Math.floor(effectiveFrom / 1000),
+          },
+        },
+      });
+      return row!;
+    });
     // In effect here before this returns; the other instances reload on the announcement.
     await this.reload();
     await this.changed();
-    return row!;
+    return row;
   }
 
   /** Deletes a price that has not taken effect yet (one in effect is history: supersede it instead). */
-  async remove(id: string, now = Date.now()): Promise<void> {
+  async remove(organizationId: string, id: string, actor: Actor): Promise<void> {
+    const now = this.now();
     const row =
       this.#rows.find((r) => r.id === id) ??
       (await this.db.select().from(modelPrices).where(eq(modelPrices.id, id)))[0];
@@ -123,7 +152,21 @@ export class PriceBook {
         'price_id',
       );
     }
-    await this.db.delete(modelPrices).where(eq(modelPrices.id, id));
+    await this.db.transaction(async (tx) => {
+      // Still in the future, and still there (another instance may have deleted it).
+      const deleted = await tx
+        .delete(modelPrices)
+        .where(and(eq(modelPrices.id, id), gt(modelPrices.effectiveFrom, new Date(now))))
+        .returning({ id: modelPrices.id });
+      if (deleted.length === 0) throw notFound('price', id);
+      await recordAudit(tx, {
+        organizationId,
+        type: 'price.deleted',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+    });
     await this.reload();
     await this.changed();
   }

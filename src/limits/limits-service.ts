@@ -2,10 +2,13 @@
  * Limit settings: rate limits, budgets and spend alerts of an organization, its projects and its
  * keys. Validates, stores, and tells the gateway's cache (on every instance) that they changed.
  * Enforcement lives in `enforcer.ts`; this is the management side the Admin API and CLI use.
+ * Every change is audited in the same transaction; caches hear of it once it has committed.
  */
 import { and, eq, inArray } from 'drizzle-orm';
+import type { Actor } from '../core/actor.ts';
 import { badRequest, notFound } from '../core/errors.ts';
-import type { Db } from '../store/database.ts';
+import { recordAudit } from '../guard/audit-log.ts';
+import type { Db, DbOrTx } from '../store/database.ts';
 import { findApiKey } from '../store/repositories/api-keys.ts';
 import {
   type BudgetValues,
@@ -55,6 +58,18 @@ export interface SpendReader {
   /** In the budget's unit: cents for cost (fractional), tokens for tokens. */
   currentSpend(organizationId: string, budget: BudgetRow): Promise<number>;
 }
+
+/** The Admin API's (OpenAI's) names of the rate limit fields: in errors and audit details. */
+const RATE_LIMIT_FIELDS = {
+  maxRequestsPerMinute: 'max_requests_per_1_minute',
+  maxTokensPerMinute: 'max_tokens_per_1_minute',
+  maxRequestsPerDay: 'max_requests_per_1_day',
+  maxTokensPerDay: 'max_tokens_per_1_day',
+  maxConcurrentRequests: 'max_concurrent_requests',
+} as const satisfies Record<keyof RateLimitValues, string>;
+
+/** A rate limit's id as the Admin API shows it (`rl-gpt-4o`, `rl-*`; see api/admin/objects.ts). */
+const rateLimitId = (model: string) => `rl-${model}`;
 
 const MAX_LIMIT = 2_000_000_000;
 const MAX_TOKENS_PER_DAY = 1e15;
@@ -149,53 +164,104 @@ export class LimitsService {
     scope: ScopeRef,
     model: string,
     patch: RateLimitPatch,
+    actor: Actor,
   ): Promise<RateLimitSetting> {
     validateModelName(model);
     const values: Partial<RateLimitValues> = {};
+    const requested: Record<string, number | null> = {};
     for (const [field, value] of Object.entries(patch) as [keyof RateLimitValues, number | null][]) {
       if (value === undefined) continue;
+      const param = RATE_LIMIT_FIELDS[field];
       const max = field === 'maxTokensPerDay' ? MAX_TOKENS_PER_DAY : MAX_LIMIT;
       if (value !== null && (!Number.isInteger(value) || value < 0 || value > max)) {
-        throw badRequest(
-          `Invalid ${snake(field)}: expected a whole number from 0 (no limit) to ${max}.`,
-          snake(field),
-        );
+        throw badRequest(`Invalid ${param}: expected a whole number from 0 (no limit) to ${max}.`, param);
       }
       values[field] = value === 0 ? null : value;
+      requested[param] = value;
     }
-    const row = await upsertRateLimit(this.db, organizationId, scope, model, values);
+    const row = await this.db.transaction(async (tx) => {
+      const row = await upsertRateLimit(tx, organizationId, scope, model, values);
+      await recordAudit(tx, {
+        ...(await this.#rateLimitAudit(tx, organizationId, scope, actor)),
+        type: 'rate_limit.updated',
+        details: { id: rateLimitId(model), ...scopeDetail(scope), changes_requested: requested },
+      });
+      return row;
+    });
     await this.changed(organizationId);
     return settingOf(model, row);
   }
 
-  async deleteRateLimit(organizationId: string, scope: ScopeRef, model: string): Promise<boolean> {
-    const deleted = await deleteRateLimit(this.db, organizationId, scope, model);
+  /** False (and nothing audited) when nothing was stored for the model. */
+  async deleteRateLimit(
+    organizationId: string,
+    scope: ScopeRef,
+    model: string,
+    actor: Actor,
+  ): Promise<boolean> {
+    const deleted = await this.db.transaction(async (tx) => {
+      if (!(await deleteRateLimit(tx, organizationId, scope, model))) return false;
+      await recordAudit(tx, {
+        ...(await this.#rateLimitAudit(tx, organizationId, scope, actor)),
+        type: 'rate_limit.deleted',
+        details: { id: rateLimitId(model), ...scopeDetail(scope) },
+      });
+      return true;
+    });
     if (deleted) await this.changed(organizationId);
     return deleted;
   }
 
+  /** A rate limit's entry is about its scope (the project, the key, the organization). */
+  async #rateLimitAudit(tx: DbOrTx, organizationId: string, scope: ScopeRef, actor: Actor) {
+    return {
+      organizationId,
+      projectId: await projectOfScope(tx, organizationId, scope),
+      actor,
+      resourceId: scope.id,
+    };
+  }
+
   // ---- budgets ------------------------------------------------------------------------------
 
-  async setBudget(organizationId: string, input: BudgetInput): Promise<BudgetRow> {
-    const values: Partial<BudgetValues> = {};
-    if (input.hardLimit !== undefined) {
-      if (input.hardLimit !== null && (!Number.isInteger(input.hardLimit) || input.hardLimit < 0)) {
-        throw badRequest('Invalid hard_limit: expected a whole, non-negative number.', 'hard_limit');
-      }
-      values.hardLimit = input.hardLimit;
-    }
-    if (input.softLimitPercents !== undefined) {
-      const percents = [...new Set(input.softLimitPercents)].sort((a, b) => a - b);
-      if (percents.some((p) => !Number.isInteger(p) || p < 1 || p > 100)) {
-        throw badRequest(
-          'Invalid soft_limit_percents: whole percentages from 1 to 100.',
-          'soft_limit_percents',
-        );
-      }
-      values.softLimitPercents = percents;
-    }
-    if (input.notifyEmails !== undefined) values.notifyEmails = emails(input.notifyEmails, 'notify_emails');
-    const existing = await findBudget(this.db, organizationId, {
+  /** Creates the scope's budget for the metric and period, or replaces the fields given. */
+  async setBudget(organizationId: string, input: BudgetInput, actor: Actor): Promise<BudgetRow> {
+    const values = budgetValues(input);
+    const row = await this.db.transaction(async (tx) => {
+      const { row, existing } = await this.#writeBudget(tx, organizationId, input, values);
+      const projectId = await projectOfScope(tx, organizationId, input.scope);
+      await recordAudit(tx, {
+        organizationId,
+        projectId,
+        actor,
+        resourceId: row.id,
+        ...(existing
+          ? {
+              type: 'budget.updated',
+              details: { id: row.id, changes_requested: requestedBudgetFields(input) },
+            }
+          : {
+              type: 'budget.created',
+              details: { id: row.id, data: budgetData(row, projectId) },
+            }),
+      });
+      return row;
+    });
+    await this.changed(organizationId);
+    return row;
+  }
+
+  /**
+   * Upserts a budget (the caller audits it). Concurrent first writes of one budget may both see
+   * none existing: both then audit a creation, each with what it asked for.
+   */
+  async #writeBudget(
+    tx: DbOrTx,
+    organizationId: string,
+    input: BudgetInput,
+    values: Partial<BudgetValues>,
+  ): Promise<{ row: BudgetRow; existing: BudgetRow | undefined }> {
+    const existing = await findBudget(tx, organizationId, {
       scope: input.scope,
       metric: input.metric,
       period: input.period,
@@ -208,9 +274,8 @@ export class LimitsService {
         'hard_limit',
       );
     }
-    const row = await upsertBudget(this.db, organizationId, input, values);
-    await this.changed(organizationId);
-    return row;
+    const row = await upsertBudget(tx, organizationId, input, values);
+    return { row, existing };
   }
 
   async getBudget(organizationId: string, id: string): Promise<BudgetRow> {
@@ -236,8 +301,19 @@ export class LimitsService {
     return listBudgets(this.db, organizationId, filter, page);
   }
 
-  async deleteBudget(organizationId: string, id: string): Promise<void> {
-    if (!(await deleteBudget(this.db, organizationId, id))) throw notFound('budget', id);
+  async deleteBudget(organizationId: string, id: string, actor: Actor): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      const budget = await findBudget(tx, organizationId, { id });
+      if (!budget || !(await deleteBudget(tx, organizationId, id))) throw notFound('budget', id);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: await projectOfScope(tx, organizationId, scopeOf(budget)),
+        type: 'budget.deleted',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+    });
     await this.changed(organizationId);
   }
 
@@ -254,22 +330,58 @@ export class LimitsService {
     return budget?.hardLimit == null ? undefined : budget;
   }
 
-  setSpendLimit(organizationId: string, scope: ScopeRef, cents: number): Promise<BudgetRow> {
-    return this.setBudget(organizationId, { scope, metric: 'cost', period: 'month', hardLimit: cents });
+  /** Sets the hard limit of the scope's monthly cost budget (made if there is none). */
+  async setSpendLimit(
+    organizationId: string,
+    scope: ScopeRef,
+    cents: number,
+    actor: Actor,
+  ): Promise<BudgetRow> {
+    const input: BudgetInput = { scope, metric: 'cost', period: 'month', hardLimit: cents };
+    const values = budgetValues(input);
+    const row = await this.db.transaction(async (tx) => {
+      const { row } = await this.#writeBudget(tx, organizationId, input, values);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: await projectOfScope(tx, organizationId, scope),
+        type: 'spend_limit.updated',
+        actor,
+        resourceId: scope.id,
+        // A spend limit has no id of its own in OpenAI's API: it is its scope's.
+        details: {
+          id: scope.id,
+          changes_requested: { threshold_amount: cents, currency: 'USD', interval: 'month' },
+        },
+      });
+      return row;
+    });
+    await this.changed(organizationId);
+    return row;
   }
 
-  /** Removes the hard limit (and the percentages of it). False when there was none. */
-  async deleteSpendLimit(organizationId: string, scope: ScopeRef): Promise<boolean> {
-    const budget = await this.getSpendLimit(organizationId, scope);
-    if (!budget) return false;
-    await this.setBudget(organizationId, {
-      scope,
-      metric: 'cost',
-      period: 'month',
-      hardLimit: null,
-      softLimitPercents: [],
+  /** Removes the hard limit (and the percentages of it). False (nothing audited) when there was none. */
+  async deleteSpendLimit(organizationId: string, scope: ScopeRef, actor: Actor): Promise<boolean> {
+    const deleted = await this.db.transaction(async (tx) => {
+      const budget = await findBudget(tx, organizationId, { scope, metric: 'cost', period: 'month' });
+      if (budget?.hardLimit == null) return false;
+      await this.#writeBudget(
+        tx,
+        organizationId,
+        { scope, metric: 'cost', period: 'month' },
+        { hardLimit: null, softLimitPercents: [] },
+      );
+      await recordAudit(tx, {
+        organizationId,
+        projectId: await projectOfScope(tx, organizationId, scope),
+        type: 'spend_limit.deleted',
+        actor,
+        resourceId: scope.id,
+        details: { id: scope.id },
+      });
+      return true;
     });
-    return true;
+    if (deleted) await this.changed(organizationId);
+    return deleted;
   }
 
   // ---- spend alerts -------------------------------------------------------------------------
@@ -278,8 +390,22 @@ export class LimitsService {
     organizationId: string,
     scope: ScopeRef,
     input: SpendAlertValues,
+    actor: Actor,
   ): Promise<SpendAlertRow> {
-    const row = await insertSpendAlert(this.db, organizationId, alertScope(scope), validAlert(input));
+    const target = alertScope(scope);
+    const values = validAlert(input);
+    const row = await this.db.transaction(async (tx) => {
+      const row = await insertSpendAlert(tx, organizationId, target, values);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: target.type === 'project' ? target.id : null,
+        type: 'spend_alert.created',
+        actor,
+        resourceId: row.id,
+        details: { id: row.id, data: alertFields(row) },
+      });
+      return row;
+    });
     await this.changed(organizationId);
     return row;
   }
@@ -294,22 +420,131 @@ export class LimitsService {
     return listSpendAlerts(this.db, organizationId, scope, page);
   }
 
+  /** Replaces the whole alert (OpenAI's update takes every field). */
   async updateSpendAlert(
     organizationId: string,
     scope: ScopeRef,
     id: string,
     input: SpendAlertValues,
+    actor: Actor,
   ): Promise<SpendAlertRow> {
-    const row = await updateSpendAlert(this.db, organizationId, scope, id, validAlert(input));
-    if (!row) throw notFound('spend alert', id);
+    const values = validAlert(input);
+    const row = await this.db.transaction(async (tx) => {
+      const row = await updateSpendAlert(tx, organizationId, scope, id, values);
+      if (!row) throw notFound('spend alert', id);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: scope.type === 'project' ? scope.id : null,
+        type: 'spend_alert.updated',
+        actor,
+        resourceId: id,
+        details: { id, changes_requested: alertFields(input) },
+      });
+      return row;
+    });
     await this.changed(organizationId);
     return row;
   }
 
-  async deleteSpendAlert(organizationId: string, scope: ScopeRef, id: string): Promise<void> {
-    if (!(await deleteSpendAlert(this.db, organizationId, scope, id))) throw notFound('spend alert', id);
+  async deleteSpendAlert(organizationId: string, scope: ScopeRef, id: string, actor: Actor): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      if (!(await deleteSpendAlert(tx, organizationId, scope, id))) throw notFound('spend alert', id);
+      await recordAudit(tx, {
+        organizationId,
+        projectId: scope.type === 'project' ? scope.id : null,
+        type: 'spend_alert.deleted',
+        actor,
+        resourceId: id,
+        details: { id },
+      });
+    });
     await this.changed(organizationId);
   }
+}
+
+// ---- audit details ------------------------------------------------------------------------------
+
+/** The project an entry about a scope belongs to: the project, or the key's project. */
+async function projectOfScope(tx: DbOrTx, organizationId: string, scope: ScopeRef): Promise<string | null> {
+  if (scope.type === 'organization') return null;
+  if (scope.type === 'project') return scope.id;
+  const [key] = await tx
+    .select({ projectId: apiKeys.projectId })
+    .from(apiKeys)
+    .where(and(eq(apiKeys.organizationId, organizationId), eq(apiKeys.id, scope.id)));
+  return key?.projectId ?? null;
+}
+
+/**
+ * OpenAI's `rate_limit.*` details are about project rate limits; Keyport's organization and key
+ * rate limits say which scope they are (an entry about a key's limit also carries its project).
+ */
+function scopeDetail(scope: ScopeRef): Record<string, unknown> {
+  return scope.type === 'project' ? {} : { scope: { type: scope.type, id: scope.id } };
+}
+
+function scopeOf(budget: BudgetRow): ScopeRef {
+  return { type: budget.scopeType, id: budget.scopeId };
+}
+
+/** A new budget in the Admin API's field names. */
+function budgetData(row: BudgetRow, projectId: string | null): Record<string, unknown> {
+  return {
+    scope: { type: row.scopeType, id: row.scopeId },
+    project_id: projectId,
+    api_key_id: row.scopeType === 'api_key' ? row.scopeId : null,
+    metric: row.metric,
+    period: row.period,
+    hard_limit: row.hardLimit,
+    soft_limit_percents: row.softLimitPercents,
+    notify_emails: row.notifyEmails,
+  };
+}
+
+/** The value fields a budget write asked for, as the Admin API names them. */
+function requestedBudgetFields(input: BudgetInput): Record<string, unknown> {
+  return {
+    ...(input.hardLimit !== undefined ? { hard_limit: input.hardLimit } : {}),
+    ...(input.softLimitPercents !== undefined ? { soft_limit_percents: input.softLimitPercents } : {}),
+    ...(input.notifyEmails !== undefined ? { notify_emails: input.notifyEmails } : {}),
+  };
+}
+
+/** A spend alert's fields in OpenAI's shape. */
+function alertFields(alert: SpendAlertValues): Record<string, unknown> {
+  return {
+    threshold_amount: alert.thresholdAmount,
+    currency: 'USD',
+    interval: 'month',
+    notification_channel: {
+      type: 'email',
+      recipients: alert.recipients,
+      subject_prefix: alert.subjectPrefix ?? null,
+    },
+  };
+}
+
+/** A budget's value fields, validated (before any transaction: a refused change writes nothing). */
+function budgetValues(input: BudgetInput): Partial<BudgetValues> {
+  const values: Partial<BudgetValues> = {};
+  if (input.hardLimit !== undefined) {
+    if (input.hardLimit !== null && (!Number.isInteger(input.hardLimit) || input.hardLimit < 0)) {
+      throw badRequest('Invalid hard_limit: expected a whole, non-negative number.', 'hard_limit');
+    }
+    values.hardLimit = input.hardLimit;
+  }
+  if (input.softLimitPercents !== undefined) {
+    const percents = [...new Set(input.softLimitPercents)].sort((a, b) => a - b);
+    if (percents.some((p) => !Number.isInteger(p) || p < 1 || p > 100)) {
+      throw badRequest(
+        'Invalid soft_limit_percents: whole percentages from 1 to 100.',
+        'soft_limit_percents',
+      );
+    }
+    values.softLimitPercents = percents;
+  }
+  if (input.notifyEmails !== undefined) values.notifyEmails = emails(input.notifyEmails, 'notify_emails');
+  return values;
 }
 
 function settingOf(model: string, row: RateLimitRow | undefined): RateLimitSetting {
@@ -333,10 +568,6 @@ function validateModelName(model: string): void {
   if (!isModelName(model)) {
     throw badRequest(`Invalid model ${JSON.stringify(model)}: a model name, or * for all models.`, 'model');
   }
-}
-
-function snake(field: string): string {
-  return field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 function emails(list: string[], param: string): string[] {

@@ -12,7 +12,7 @@ import { ingestUsage } from '../../src/billing/usage-store.ts';
 import { periodBounds } from '../../src/core/periods.ts';
 import { NANO_USD_PER_CENT } from '../../src/core/pricing.ts';
 import { adminRequest, createSecondOrganization, expectApiError, expectOk } from '../helpers/admin-api.ts';
-import { backends } from '../helpers/stores.ts';
+import { backends, TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { usageEvent } from '../helpers/usage-events.ts';
 import {
@@ -380,8 +380,8 @@ describe.each(backends)('the free trial (%s)', (backend) => {
       createdBy: 'system:trial',
     });
     // Changing plans grants nothing more.
-    await billing.setPlan(org, 'prepaid');
-    await billing.setPlan(org, 'free_trial');
+    await billing.setPlan(org, 'prepaid', TEST_ACTOR);
+    await billing.setPlan(org, 'free_trial', TEST_ACTOR);
     expect((await billing.balance(org)).grants).toHaveLength(1);
   });
 

@@ -18,7 +18,7 @@ import {
   expectOk,
   type SecondOrganization,
 } from '../helpers/admin-api.ts';
-import { backends } from '../helpers/stores.ts';
+import { backends, TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { storeUsage, usageEvent } from '../helpers/usage-events.ts';
 import {
@@ -422,7 +422,7 @@ describe.each(backends)('invoices (%s)', (backend) => {
       clock = march.end + DAY;
       const views = await Promise.all(
         customers.flatMap((c) =>
-          [1, 2, 3].map(() => gw.services.billing.issue(c.organization.id, march.start)),
+          [1, 2, 3].map(() => gw.services.billing.issue(c.organization.id, march.start, TEST_ACTOR)),
         ),
       );
       for (const [i, c] of customers.entries()) {
@@ -913,7 +913,7 @@ describe.each(backends)('invoices (%s)', (backend) => {
       expect((await invoicesOf(boundary)).map((i) => i.periodStart.getTime())).toEqual([may.start]);
 
       // A voided invoice is issued again at the next cycle (late usage included).
-      await gw.services.billing.voidInvoice(a, invoiceA!.id);
+      await gw.services.billing.voidInvoice(a, invoiceA!.id, TEST_ACTOR);
       await usageAt(a, june.end - 1);
       clock += HOUR;
       expect(await gw.services.billing.runCycle()).toBe(1);

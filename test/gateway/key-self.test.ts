@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IssuedKey } from '../../src/keys/key-service.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 import { storeUsage } from '../helpers/usage-events.ts';
 
@@ -81,30 +82,54 @@ describe('a key reads its own usage and what is left', () => {
     const key = await gw.createKey();
     const other = await gw.createKey();
     const limits = gw.services.limits;
-    await limits.setBudget(org(), {
-      scope: { type: 'api_key', id: key.key.id },
-      metric: 'tokens',
-      period: 'day',
-      hardLimit: 10_000,
-    });
-    await limits.setBudget(org(), {
-      scope: { type: 'api_key', id: other.key.id },
-      metric: 'tokens',
-      period: 'day',
-      hardLimit: 5,
-    });
-    await limits.setBudget(org(), {
-      scope: { type: 'project', id: gw.instance.project.id },
-      metric: 'cost',
-      period: 'month',
-      hardLimit: 100_000,
-    });
-    await limits.updateRateLimit(org(), { type: 'api_key', id: key.key.id }, '*', {
-      maxRequestsPerMinute: 50,
-    });
-    await limits.updateRateLimit(org(), { type: 'api_key', id: other.key.id }, '*', {
-      maxRequestsPerMinute: 7,
-    });
+    await limits.setBudget(
+      org(),
+      {
+        scope: { type: 'api_key', id: key.key.id },
+        metric: 'tokens',
+        period: 'day',
+        hardLimit: 10_000,
+      },
+      TEST_ACTOR,
+    );
+    await limits.setBudget(
+      org(),
+      {
+        scope: { type: 'api_key', id: other.key.id },
+        metric: 'tokens',
+        period: 'day',
+        hardLimit: 5,
+      },
+      TEST_ACTOR,
+    );
+    await limits.setBudget(
+      org(),
+      {
+        scope: { type: 'project', id: gw.instance.project.id },
+        metric: 'cost',
+        period: 'month',
+        hardLimit: 100_000,
+      },
+      TEST_ACTOR,
+    );
+    await limits.updateRateLimit(
+      org(),
+      { type: 'api_key', id: key.key.id },
+      '*',
+      {
+        maxRequestsPerMinute: 50,
+      },
+      TEST_ACTOR,
+    );
+    await limits.updateRateLimit(
+      org(),
+      { type: 'api_key', id: other.key.id },
+      '*',
+      {
+        maxRequestsPerMinute: 7,
+      },
+      TEST_ACTOR,
+    );
 
     const completion = await chat(key);
     await gw.services.enforcer.drain();

@@ -8,6 +8,7 @@ import type { IssuedKey } from '../../src/keys/key-service.ts';
 import type { RedisLimiter } from '../../src/limits/redis-limiter.ts';
 import { freePort } from '../helpers/processes.ts';
 import { killRedisServer, REDIS_URL, randomRedisPrefix, startRedisServer } from '../helpers/redis.ts';
+import { TEST_ACTOR } from '../helpers/stores.ts';
 import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts';
 
 const chatBody = JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Hi' }] });
@@ -46,6 +47,7 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
       {
         maxRequestsPerDay: 100,
       },
+      TEST_ACTOR,
     );
     await b.services.notifier.changed('limits', a.instance.organization.id); // shared PGlite: tell b here
     // Interleaved, so that neither instance gets all its requests in before the other starts.
@@ -74,6 +76,7 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
       {
         maxConcurrentRequests: 1,
       },
+      TEST_ACTOR,
     );
     // On PostgreSQL the change reaches b through NOTIFY; these two share a PGlite, so tell b here.
     await b.services.notifier.changed('limits', a.instance.organization.id);
@@ -113,6 +116,7 @@ describe.skipIf(!REDIS_URL)('when Redis goes away', () => {
         {
           maxRequestsPerDay: 3,
         },
+        TEST_ACTOR,
       );
       expect((await post(gw, key)).status).toBe(200);
       expect(limiter.degraded).toBe(false);

@@ -56,7 +56,13 @@ describe('rate limits on the gateway', () => {
 
   it('counts requests per minute down in the headers, then refuses with a RateLimitError', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerMinute: 3 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxRequestsPerMinute: 3 },
+      TEST_ACTOR,
+    );
     for (const remaining of ['2', '1', '0']) {
       const response = await post(key);
       expect(response.status).toBe(200);
@@ -83,7 +89,13 @@ describe('rate limits on the gateway', () => {
 
   it('lets requests through again as the minute passes', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerMinute: 2 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxRequestsPerMinute: 2 },
+      TEST_ACTOR,
+    );
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(429);
@@ -99,13 +111,31 @@ describe('rate limits on the gateway', () => {
   it('the tightest of organization, project and key limits wins, and says which it was', async () => {
     const key = await gw.createKey();
     const other = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), { type: 'organization', id: org() }, '*', {
-      maxRequestsPerMinute: 100,
-    });
-    await gw.services.limits.updateRateLimit(org(), { type: 'project', id: project() }, '*', {
-      maxRequestsPerMinute: 3,
-    });
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerMinute: 1 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      { type: 'organization', id: org() },
+      '*',
+      {
+        maxRequestsPerMinute: 100,
+      },
+      TEST_ACTOR,
+    );
+    await gw.services.limits.updateRateLimit(
+      org(),
+      { type: 'project', id: project() },
+      '*',
+      {
+        maxRequestsPerMinute: 3,
+      },
+      TEST_ACTOR,
+    );
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxRequestsPerMinute: 1 },
+      TEST_ACTOR,
+    );
     try {
       expect((await post(key)).status).toBe(200);
       const refused = await post(key);
@@ -125,17 +155,29 @@ describe('rate limits on the gateway', () => {
         `project ${project()}`,
       );
     } finally {
-      await gw.services.limits.deleteRateLimit(org(), { type: 'project', id: project() }, '*');
-      await gw.services.limits.deleteRateLimit(org(), { type: 'organization', id: org() }, '*');
+      await gw.services.limits.deleteRateLimit(org(), { type: 'project', id: project() }, '*', TEST_ACTOR);
+      await gw.services.limits.deleteRateLimit(org(), { type: 'organization', id: org() }, '*', TEST_ACTOR);
     }
   });
 
   it('per-model limits apply to that model only; * covers all models together', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), 'mock-gpt-4o', {
-      maxRequestsPerMinute: 1,
-    });
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerMinute: 3 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      'mock-gpt-4o',
+      {
+        maxRequestsPerMinute: 1,
+      },
+      TEST_ACTOR,
+    );
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxRequestsPerMinute: 3 },
+      TEST_ACTOR,
+    );
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(429);
     expect((await post(key, chatBody({ model: 'mock-gpt-4o-mini' }))).status).toBe(200);
@@ -147,7 +189,13 @@ describe('rate limits on the gateway', () => {
 
   it('charges estimated tokens at admission and reconciles them with the real usage', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxTokensPerMinute: 10_000 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxTokensPerMinute: 10_000 },
+      TEST_ACTOR,
+    );
     const firstBody = {
       model: 'mock-gpt-4o',
       messages: [{ role: 'user', content: 'Hello there' }],
@@ -172,7 +220,13 @@ describe('rate limits on the gateway', () => {
 
   it('refuses a request larger than the token limit outright, and the SDK does not retry it', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxTokensPerMinute: 500 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxTokensPerMinute: 500 },
+      TEST_ACTOR,
+    );
     const before = gw.transcript.length;
     const error = await refusal(chat(gw.openai(key.secret, { maxRetries: 3 }), { max_tokens: 1000 }));
     expect(error).toBeInstanceOf(RateLimitError);
@@ -200,6 +254,7 @@ describe('rate limits on the gateway', () => {
         keyScope(key),
         '*',
         { maxRequestsPerMinute: 120 },
+        TEST_ACTOR,
       );
       const client = realClockGateway.openai(key.secret, { maxRetries: 0 });
       const burst = await Promise.allSettled(Array.from({ length: 121 }, () => chat(client)));
@@ -235,7 +290,13 @@ describe('rate limits on the gateway', () => {
 
   it('limits concurrent requests and frees the slot when one ends', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxConcurrentRequests: 2 });
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxConcurrentRequests: 2 },
+      TEST_ACTOR,
+    );
     const seen = gw.mock.stats.requests;
     const slow = () => post(key, chatBody(), { 'x-mock-delay-ms': '600' });
     const inFlight = [slow(), slow()];
@@ -259,6 +320,7 @@ describe('rate limits on the gateway', () => {
         keyScope(key),
         '*',
         { maxConcurrentRequests: 1 },
+        TEST_ACTOR,
       );
       const client = slowGateway.openai(key.secret);
       const stream = await client.chat.completions.create({
@@ -288,6 +350,7 @@ describe('rate limits on the gateway', () => {
         keyScope(key),
         '*',
         { maxConcurrentRequests: 1 },
+        TEST_ACTOR,
       );
       const controller = new AbortController();
       const response = await fetch(`${slowGateway.url}/v1/chat/completions`, {
@@ -322,14 +385,14 @@ describe('rate limits on the gateway', () => {
   it('applies a limit changed through the Admin API to the very next request', async () => {
     const key = await gw.createKey();
     expect((await post(key)).status).toBe(200);
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 1 });
+    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 1 }, TEST_ACTOR);
     expect((await post(key)).status).toBe(200);
     const refused = await post(key);
     expect(refused.status).toBe(429);
     expect((refused.body as { error: { message: string } }).error.message).toContain(
       'requests per day (RPD)',
     );
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 0 });
+    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 0 }, TEST_ACTOR);
     expect((await post(key)).status).toBe(200);
   });
 });
@@ -364,12 +427,16 @@ describe('budgets on the gateway', () => {
 
   it('blocks at the hard limit with insufficient_quota, which the SDK does not retry, until the day resets', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.setBudget(org(), {
-      scope: { type: 'api_key', id: key.key.id },
-      metric: 'tokens',
-      period: 'day',
-      hardLimit: 10,
-    });
+    await gw.services.limits.setBudget(
+      org(),
+      {
+        scope: { type: 'api_key', id: key.key.id },
+        metric: 'tokens',
+        period: 'day',
+        hardLimit: 10,
+      },
+      TEST_ACTOR,
+    );
     expect((await post(key)).status).toBe(200); // under the limit when it started: it goes through
     await gw.services.enforcer.drain();
     const before = gw.transcript.length;
@@ -393,11 +460,19 @@ describe('budgets on the gateway', () => {
   it('unblocks at once when the limit is raised', async () => {
     const key = await gw.createKey();
     const scope = { type: 'api_key' as const, id: key.key.id };
-    await gw.services.limits.setBudget(org(), { scope, metric: 'cost', period: 'month', hardLimit: 1 });
+    await gw.services.limits.setBudget(
+      org(),
+      { scope, metric: 'cost', period: 'month', hardLimit: 1 },
+      TEST_ACTOR,
+    );
     expect((await post(key)).status).toBe(200); // costs more than 1 cent
     await gw.services.enforcer.drain();
     expect((await post(key)).status).toBe(429);
-    await gw.services.limits.setBudget(org(), { scope, metric: 'cost', period: 'month', hardLimit: 100_000 });
+    await gw.services.limits.setBudget(
+      org(),
+      { scope, metric: 'cost', period: 'month', hardLimit: 100_000 },
+      TEST_ACTOR,
+    );
     expect((await post(key)).status).toBe(200);
   });
 
@@ -416,7 +491,11 @@ describe('budgets on the gateway', () => {
         outputTokens: 400,
       }),
     ]);
-    await gw.services.limits.setBudget(org(), { scope, metric: 'tokens', period: 'day', hardLimit: 1000 });
+    await gw.services.limits.setBudget(
+      org(),
+      { scope, metric: 'tokens', period: 'day', hardLimit: 1000 },
+      TEST_ACTOR,
+    );
     const refused = await post(key);
     expect(refused.status).toBe(429);
     expect((refused.body as { error: { code: string } }).error.code).toBe('insufficient_quota');
@@ -426,14 +505,18 @@ describe('budgets on the gateway', () => {
     const key = await gw.createKey();
     const project = await gw.services.projects.create(org(), { name: 'Alerts' }, TEST_ACTOR);
     const projectKey = await gw.createKey({ projectId: project.id });
-    await gw.services.limits.setBudget(org(), {
-      scope: { type: 'project', id: project.id },
-      metric: 'cost',
-      period: 'month',
-      hardLimit: 100_000, // $1000
-      softLimitPercents: [0 + 1, 90],
-      notifyEmails: ['finance@example.com'],
-    });
+    await gw.services.limits.setBudget(
+      org(),
+      {
+        scope: { type: 'project', id: project.id },
+        metric: 'cost',
+        period: 'month',
+        hardLimit: 100_000, // $1000
+        softLimitPercents: [0 + 1, 90],
+        notifyEmails: ['finance@example.com'],
+      },
+      TEST_ACTOR,
+    );
     await gw.services.limits.createSpendAlert(
       org(),
       { type: 'project', id: project.id },
@@ -442,6 +525,7 @@ describe('budgets on the gateway', () => {
         recipients: ['ops@example.com'],
         subjectPrefix: '[Keyport]',
       },
+      TEST_ACTOR,
     );
     void key;
     // Each request costs a few cents; 1% of $1000 is $10: not reached. The $0.01 alert is.

@@ -127,16 +127,19 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
   app.post('/billing', async (request) => {
     const body = parseWith(detailsBody, request.body, 'body');
     const organizationId = await organizationOf(request, body.organization_id);
-    if (body.plan !== undefined) {
-      await requireOperator(request);
-      await billing.setPlan(organizationId, body.plan);
-    }
-    await billing.updateDetails(organizationId, {
-      billingName: body.billing_name,
-      billingEmail: body.billing_email,
-      billingAddress: body.billing_address,
-      taxId: body.tax_id,
-    });
+    if (body.plan !== undefined) await requireOperator(request);
+    // Details first: they are validated, so a refused request changes neither.
+    await billing.updateDetails(
+      organizationId,
+      {
+        billingName: body.billing_name,
+        billingEmail: body.billing_email,
+        billingAddress: body.billing_address,
+        taxId: body.tax_id,
+      },
+      request.admin.actor,
+    );
+    if (body.plan !== undefined) await billing.setPlan(organizationId, body.plan, request.admin.actor);
     return accountObject(organizationId);
   });
 
@@ -161,7 +164,7 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
         expiresAt: body.expires_at ? new Date(body.expires_at * 1000) : null,
         note: body.note,
       },
-      request.admin.keyId,
+      request.admin.actor,
     );
     return grantObject(grant);
   });
@@ -170,7 +173,8 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
     const { id } = parseWith(idParams, request.params, 'query');
     const body = parseWith(orgQuery, request.body, 'body');
     await requireOperator(request);
-    return grantObject(await billing.voidGrant(await organizationOf(request, body.organization_id), id));
+    const organizationId = await organizationOf(request, body.organization_id);
+    return grantObject(await billing.voidGrant(organizationId, id, request.admin.actor));
   });
 
   app.get('/billing/payments', async (request) => {
@@ -195,7 +199,7 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
         reference: body.reference,
         creditExpiresAt: body.credit_expires_at ? new Date(body.credit_expires_at * 1000) : null,
       },
-      request.admin.keyId,
+      request.admin.actor,
     );
     return paymentObject(payment);
   });
@@ -225,7 +229,11 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
       throw badRequest("Invalid 'month': a month such as 2026-11.", 'month');
     }
     // The 15th is inside the month in every time zone.
-    const view = await billing.issue(organizationId, Date.UTC(month.year, month.month - 1, 15));
+    const view = await billing.issue(
+      organizationId,
+      Date.UTC(month.year, month.month - 1, 15),
+      request.admin.actor,
+    );
     if (!view) throw new ApiError('not_found', `No usage in ${body.month}: there is nothing to invoice.`);
     return invoiceObject(view);
   });
@@ -249,7 +257,8 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
     const { id } = parseWith(idParams, request.params, 'query');
     const body = parseWith(orgQuery, request.body, 'body');
     await requireOperator(request);
-    return invoiceObject(await billing.voidInvoice(await organizationOf(request, body.organization_id), id));
+    const organizationId = await organizationOf(request, body.organization_id);
+    return invoiceObject(await billing.voidInvoice(organizationId, id, request.admin.actor));
   });
 
   const contextOf = async (organizationId: string, view: InvoiceView) => {
@@ -299,6 +308,7 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
     const body = parseWith(priceBody, request.body, 'body');
     await requireOperator(request);
     const row = await services.prices.set(
+      request.admin.organizationId,
       {
         model: body.model,
         input: body.input,
@@ -307,7 +317,7 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
         unit: body.unit,
         effectiveFrom: body.effective_at ? body.effective_at * 1000 : undefined,
       },
-      request.admin.keyId,
+      request.admin.actor,
     );
     return {
       object: 'organization.price' as const,
@@ -327,7 +337,7 @@ export function billingRoutes(app: FastifyInstance, services: Services): void {
   app.delete('/prices/:id', async (request) => {
     const { id } = parseWith(idParams, request.params, 'query');
     await requireOperator(request);
-    await services.prices.remove(id);
+    await services.prices.remove(request.admin.organizationId, id, request.admin.actor);
     return { object: 'organization.price.deleted' as const, id, deleted: true };
   });
 }

@@ -78,14 +78,18 @@ export function budgetsRoutes(app: FastifyInstance, { limits, config }: Services
       projectId: body.project_id,
       apiKeyId: body.api_key_id,
     });
-    const budget = await limits.setBudget(organizationId, {
-      scope,
-      metric: body.metric,
-      period: body.period,
-      hardLimit: body.hard_limit,
-      softLimitPercents: body.soft_limit_percents,
-      notifyEmails: body.notify_emails,
-    });
+    const budget = await limits.setBudget(
+      organizationId,
+      {
+        scope,
+        metric: body.metric,
+        period: body.period,
+        hardLimit: body.hard_limit,
+        softLimitPercents: body.soft_limit_percents,
+        notifyEmails: body.notify_emails,
+      },
+      request.admin.actor,
+    );
     return budgetObjectOf(organizationId, budget);
   });
 
@@ -97,7 +101,7 @@ export function budgetsRoutes(app: FastifyInstance, { limits, config }: Services
 
   app.delete('/budgets/:budget_id', async (request) => {
     const { budget_id } = parseWith(idParams, request.params, 'query');
-    await limits.deleteBudget(request.admin.organizationId, budget_id);
+    await limits.deleteBudget(request.admin.organizationId, budget_id, request.admin.actor);
     return { object: 'organization.budget.deleted' as const, id: budget_id, deleted: true };
   });
 }

@@ -101,15 +101,16 @@ export function rateLimitsRoutes(app: FastifyInstance, { limits, upstreams }: Se
       const body = parseUpdate(request.body);
       const model = modelOf(request);
       const scope = await scopeOf(request);
-      const setting = await limits.updateRateLimit(request.admin.organizationId, scope, model, body);
+      const { organizationId, actor } = request.admin;
+      const setting = await limits.updateRateLimit(organizationId, scope, model, body, actor);
       return rateLimitObject(object, setting);
     });
 
     app.delete(`${path}/rate_limits/:rate_limit_id`, async (request) => {
       const model = modelOf(request);
       const scope = await scopeOf(request);
-      const { organizationId } = request.admin;
-      await limits.deleteRateLimit(organizationId, scope, model);
+      const { organizationId, actor } = request.admin;
+      await limits.deleteRateLimit(organizationId, scope, model, actor);
       return rateLimitObject(object, await limits.getRateLimit(organizationId, scope, model));
     });
   }

@@ -75,7 +75,7 @@ export function spendAlertsRoutes(app: FastifyInstance, { limits }: Services): v
       const { scope } = await target(request);
       return spendAlertObject(
         object,
-        await limits.createSpendAlert(request.admin.organizationId, scope, input),
+        await limits.createSpendAlert(request.admin.organizationId, scope, input, request.admin.actor),
       );
     });
 
@@ -101,13 +101,14 @@ export function spendAlertsRoutes(app: FastifyInstance, { limits }: Services): v
     app.post(`${path}/:alert_id`, async (request) => {
       const input = values(request.body);
       const { scope, alertId } = await target(request);
-      const alert = await limits.updateSpendAlert(request.admin.organizationId, scope, alertId, input);
+      const { organizationId, actor } = request.admin;
+      const alert = await limits.updateSpendAlert(organizationId, scope, alertId, input, actor);
       return spendAlertObject(object, alert);
     });
 
     app.delete(`${path}/:alert_id`, async (request) => {
       const { scope, alertId } = await target(request);
-      await limits.deleteSpendAlert(request.admin.organizationId, scope, alertId);
+      await limits.deleteSpendAlert(request.admin.organizationId, scope, alertId, request.admin.actor);
       return { object: `${object}.deleted` as const, id: alertId, deleted: true };
     });
   }

@@ -54,15 +54,15 @@ export function spendLimitsRoutes(app: FastifyInstance, { limits }: Services): v
 
     app.post(path, async (request) => {
       const body = usdMonthly(parseWith(updateBody, request.body, 'body'));
-      const { organizationId } = request.admin;
+      const { organizationId, actor } = request.admin;
       const scope = await scopeOf(request);
-      const budget = await limits.setSpendLimit(organizationId, scope, body.threshold_amount);
+      const budget = await limits.setSpendLimit(organizationId, scope, body.threshold_amount, actor);
       return spendLimitObject(object, budget, await limits.currentSpend(organizationId, budget));
     });
 
     app.delete(path, async (request) => {
       const scope = await scopeOf(request);
-      const deleted = await limits.deleteSpendLimit(request.admin.organizationId, scope);
+      const deleted = await limits.deleteSpendLimit(request.admin.organizationId, scope, request.admin.actor);
       return { object: `${object}.deleted` as const, deleted };
     });
   }

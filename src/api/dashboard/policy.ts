@@ -9,6 +9,7 @@
  *   a project member                                      creates keys in the project, and updates,
  *                                                         rotates and revokes the keys they own
  *
+ * except the audit log (who did what, from where), which only organization owners read.
  * Anyone else gets 404 (the organization's existence is not theirs to learn); a member without
  * the role gets 403 naming what it takes.
  */
