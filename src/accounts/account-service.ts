@@ -250,15 +250,7 @@ export class AccountService {
         ...client,
         errorCode: lockedUntil ? 'locked' : 'invalid_credentials',
       });
-      if (lockedUntil) {
-        const seconds = Math.ceil((lockedUntil - this.#now()) / 1000);
-        throw new ApiError(
-          'too_many_attempts',
-          `Too many failed sign-in attempts. Try again in ${seconds} s, or reset your password.`,
-          null,
-          { 'retry-after': String(seconds) },
-        );
-      }
+      if (lockedUntil) throw this.#tooManyAttempts(lockedUntil);
       throw invalidCredentials();
     }
     if (!user.emailVerifiedAt) {
@@ -267,8 +259,10 @@ export class AccountService {
         'Verify your email address first: we sent you a link (you can ask for another).',
       );
     }
-    await this.db.delete(loginThrottle).where(eq(loginThrottle.key, `email:${email}`));
     const mfa = user.mfaEnabledAt !== null;
+    // Only a complete sign-in starts the count again: with MFA on, the password alone would
+    // otherwise wipe the wrong codes tried so far, and codes could be guessed without end.
+    if (!mfa) await this.#clearThrottle(email);
     const { session, token: secret } = await this.#createSession(user.id, client, mfa);
     if (!mfa) await this.options.onAuthEvent?.({ type: 'login.succeeded', user, email, ...client });
     return { status: mfa ? 'mfa_required' : 'signed_in', session, token: secret, user };
@@ -281,19 +275,24 @@ export class AccountService {
     client: ClientInfo,
   ): Promise<{ session: SessionRow; token: string }> {
     if (!active.session.mfaPending) throw badRequest('This session has no second step to complete.');
-    const ok = await this.#checkSecondFactor(active.user, code);
+    const keys = this.#throttleKeys(active.user.email, client);
+    // A six-digit code is guessed like a password, so it backs off like one: without this check a
+    // pending session could try codes until one worked. A locked attempt does not use the code up.
+    const lockedUntil = await this.#lockedUntil(keys);
+    const ok = lockedUntil === undefined && (await this.#checkSecondFactor(active.user, code));
     if (!ok) {
-      const keys = [`email:${active.user.email.toLowerCase()}`, ...(client.ip ? [`ip:${client.ip}`] : [])];
       await this.#recordFailure(keys, active.user);
       await this.options.onAuthEvent?.({
         type: 'login.failed',
         user: active.user,
         email: active.user.email,
         ...client,
-        errorCode: 'invalid_mfa_code',
+        errorCode: lockedUntil ? 'locked' : 'invalid_mfa_code',
       });
+      if (lockedUntil) throw this.#tooManyAttempts(lockedUntil);
       throw new ApiError('invalid_mfa_code', 'That code is not valid (or was already used).');
     }
+    await this.#clearThrottle(active.user.email);
     await this.#revoke(active.session.id);
     const created = await this.#createSession(active.user.id, client, false);
     await this.options.onAuthEvent?.({
@@ -457,14 +456,30 @@ export class AccountService {
   // ---- re-authentication and sensitive changes -------------------------------------------------------
 
   /** The password again (and a code, with MFA on): sensitive changes are allowed for ten minutes. */
-  async reauthenticate(active: ActiveSession, password: string, code?: string): Promise<void> {
+  async reauthenticate(
+    active: ActiveSession,
+    password: string,
+    code: string | undefined,
+    client: ClientInfo,
+  ): Promise<void> {
+    // The same back-off as sign-in: a session left open must not be a way to guess the password.
+    const keys = this.#throttleKeys(active.user.email, client);
+    const lockedUntil = await this.#lockedUntil(keys);
     const passwordOk = active.user.passwordHash
       ? await verifyPassword(active.user.passwordHash, password)
       : false;
-    const secondOk = active.user.mfaEnabledAt
-      ? code !== undefined && (await this.#checkSecondFactor(active.user, code))
-      : true;
-    if (!passwordOk || !secondOk) throw invalidCredentials();
+    // The code is only checked (and used up) when nothing else refuses the attempt.
+    const secondOk =
+      !active.user.mfaEnabledAt ||
+      (lockedUntil === undefined &&
+        passwordOk &&
+        code !== undefined &&
+        (await this.#checkSecondFactor(active.user, code)));
+    if (lockedUntil !== undefined || !passwordOk || !secondOk) {
+      await this.#recordFailure(keys, active.user);
+      if (lockedUntil) throw this.#tooManyAttempts(lockedUntil);
+      throw invalidCredentials();
+    }
     await this.db
       .update(sessions)
       .set({ reauthenticatedAt: new Date(this.#now()) })
@@ -523,7 +538,7 @@ export class AccountService {
       })
       .where(eq(users.id, row.userId));
     await this.logoutEverywhere(row.userId);
-    await this.db.delete(loginThrottle).where(eq(loginThrottle.key, `email:${user!.email.toLowerCase()}`));
+    await this.#clearThrottle(user!.email);
   }
 
   /** A new address, confirmed by a link sent to it; the old one is told. */
@@ -757,6 +772,25 @@ export class AccountService {
         'This link is not valid: it was used already or has expired. Ask for a new one.',
       );
     return row;
+  }
+
+  #throttleKeys(email: string, client: ClientInfo): string[] {
+    return [`email:${normalizeEmail(email)}`, ...(client.ip ? [`ip:${client.ip}`] : [])];
+  }
+
+  /** The account's count of failures starts again (the client address keeps its own). */
+  async #clearThrottle(email: string): Promise<void> {
+    await this.db.delete(loginThrottle).where(eq(loginThrottle.key, `email:${normalizeEmail(email)}`));
+  }
+
+  #tooManyAttempts(lockedUntil: number): ApiError {
+    const seconds = Math.ceil((lockedUntil - this.#now()) / 1000);
+    return new ApiError(
+      'too_many_attempts',
+      `Too many failed sign-in attempts. Try again in ${seconds} s, or reset your password.`,
+      null,
+      { 'retry-after': String(seconds) },
+    );
   }
 
   async #lockedUntil(keys: string[]): Promise<number | undefined> {

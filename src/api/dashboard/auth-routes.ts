@@ -167,7 +167,7 @@ export function authRoutes(app: FastifyInstance, services: Services): void {
 
   app.post('/auth/reauthenticate', { onRequest: signedIn }, async (request) => {
     const body = parseWith(reauthBody, request.body, 'body');
-    await accounts.reauthenticate(request.dashboard!, body.password, body.code);
+    await accounts.reauthenticate(request.dashboard!, body.password, body.code, clientOf(request));
     return { status: 'reauthenticated', valid_for_seconds: 600 };
   });
 
