@@ -329,18 +329,35 @@ export class MembershipService {
     return this.projectMember(projectId, userId);
   }
 
+  /**
+   * Out of one project: their keys in it are revoked (as on OpenAI), since only being in the
+   * project let them make those keys; the gateway refuses them from the next request.
+   */
   async removeFromProject(
     organizationId: string,
     projectId: string,
     userId: string,
     actor: Actor,
   ): Promise<void> {
-    await this.db.transaction(async (tx) => {
+    const revoked = await this.db.transaction(async (tx) => {
       const removed = await tx
         .delete(projectMembers)
         .where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.userId, userId)))
         .returning({ userId: projectMembers.userId });
       if (removed.length === 0) throw notFound('user', userId);
+      const now = new Date(this.#now());
+      const keys = await tx
+        .update(apiKeys)
+        .set({ revokedAt: now, updatedAt: now })
+        .where(
+          and(
+            eq(apiKeys.organizationId, organizationId),
+            eq(apiKeys.projectId, projectId),
+            eq(apiKeys.ownerUserId, userId),
+            isNull(apiKeys.revokedAt),
+          ),
+        )
+        .returning({ id: apiKeys.id });
       await recordAudit(tx, {
         organizationId,
         projectId,
@@ -349,7 +366,19 @@ export class MembershipService {
         resourceId: userId,
         details: { id: userId },
       });
+      for (const key of keys) {
+        await recordAudit(tx, {
+          organizationId,
+          projectId,
+          type: 'api_key.deleted',
+          actor,
+          resourceId: key.id,
+          details: { id: key.id },
+        });
+      }
+      return keys;
     });
+    for (const key of revoked) await this.options.notifier.keyChanged(key.id);
   }
 
   // ---- invites --------------------------------------------------------------------------------------

@@ -377,6 +377,28 @@ describe.each(backends)('members and invitations (%s)', (backend) => {
     expectError(await browser.get(`/api/organizations/${organizationId}/projects`), 404, 'not_found');
   });
 
+  it('a member removed from a project loses their keys in it, and only those', async () => {
+    const { user, browser } = await member('jess');
+    const lab = await admin.projects.create({ name: 'Jess lab' });
+    await admin.projects.users.create(lab.id, { user_id: user.id, role: 'member' });
+    const inLab = expectOk(
+      await browser.post(`/api/organizations/${organizationId}/projects/${lab.id}/api_keys`, {
+        name: 'lab key',
+      }),
+    );
+    const elsewhere = await keyOf(browser, 'default project key');
+    expect((await gateway(inLab.value as string).models.list()).data.length).toBeGreaterThan(0);
+
+    await admin.projects.users.delete(user.id, { project_id: lab.id });
+
+    const refused = await refusal(gateway(inLab.value as string).models.list());
+    expect(refused).toBeInstanceOf(AuthenticationError);
+    expect((await gateway(elsewhere.secret).models.list()).data.length).toBeGreaterThan(0);
+    const entries = [];
+    for await (const e of admin.auditLogs.list({ resource_ids: [inLab.id as string] })) entries.push(e.type);
+    expect(entries).toEqual(['api_key.deleted', 'api_key.created']);
+  });
+
   it('a removed member’s keys can be handed to another member instead, and keep working', async () => {
     const { user, browser } = await member('hank');
     const key = await keyOf(browser);
