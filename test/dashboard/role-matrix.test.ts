@@ -437,6 +437,26 @@ describe.each(backends)('dashboard role matrix, every route (%s)', (backend) => 
     expect(notDenied({ method: 'POST', route: '/projects/:project_id/api_keys' }, refused)).toBeUndefined();
   });
 
+  it('only owners of the operator organization read or change another organization’s billing', async () => {
+    const other = await createSecondOrganization(t, 'Billed elsewhere');
+    const path = `/api/organizations/${organizationId}/billing?organization_id=${other.organization.id}`;
+    for (const role of ['reader', 'projectMember', 'projectOwner'] as const) {
+      const reply = await browsers[role].get(path);
+      expect(reply.status, `${role}: ${reply.text}`).toBe(403);
+      expect(reply.body.error.code).toBe('permission_denied');
+    }
+    const own = await browsers.reader.get(`/api/organizations/${organizationId}/billing`);
+    expect(own.status, own.text).toBe(200);
+    const asOwner = await browsers.owner.get(path);
+    expect(asOwner.status, asOwner.text).toBe(200);
+    expect(asOwner.body.organization_id).toBe(other.organization.id);
+    const grant = await browsers.reader.post(`/api/organizations/${organizationId}/billing/credit_grants`, {
+      organization_id: other.organization.id,
+      amount_cents: 500,
+    });
+    expect(grant.status).toBe(403);
+  });
+
   it('a refusal names what it takes, and does not change anything', async () => {
     const path = `/api/organizations/${organizationId}/projects/${shared.projectId}`;
     const reply = await browsers.reader.post(path, { name: 'Renamed by a reader' });

@@ -9,7 +9,8 @@
  *   a project member                                      creates keys in the project, and updates,
  *                                                         rotates and revokes the keys they own
  *
- * except the audit log (who did what, from where), which only organization owners read.
+ * except the audit log (who did what, from where), which only organization owners read, and a
+ * request naming another organization (the operator's billing routes), which only owners make.
  * Anyone else gets 404 (the organization's existence is not theirs to learn); a member without
  * the role gets 403 naming what it takes.
  */
@@ -52,6 +53,13 @@ export async function authorizeDashboard(
   const role = await services.memberships.roleOf(organizationId, user.id);
   if (!role) throw new ApiError('not_found', `No organization found with id '${organizationId}'.`);
   if (!user.emailVerifiedAt) throw new ApiError('email_not_verified', 'Verify your email address first.');
+  // The operator's routes may name another organization (its billing, its credit): that is the
+  // instance's business, for the operator organization's owners, not for everyone who can read it.
+  const named =
+    (request.query as { organization_id?: unknown } | undefined)?.organization_id ??
+    (request.body as { organization_id?: unknown } | undefined)?.organization_id;
+  if (named !== undefined && named !== organizationId && role !== 'owner')
+    throw denied('an organization owner (to act for another organization)');
   const need = needOf(request.method, route);
   if (role === 'owner' || need === 'read') return { role };
   if (need === 'owner') throw denied('an organization owner');
