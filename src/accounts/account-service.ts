@@ -9,6 +9,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { and, eq, gt, isNull, sql } from 'drizzle-orm';
+import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
 import { ApiError, badRequest } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
@@ -90,6 +91,27 @@ const IDLE_TIMEOUT_MS = 3 * 86_400_000;
 const FREE_FAILURES = 5;
 const FAILURE_WINDOW_MS = 15 * 60_000;
 const MAX_LOCK_MS = 3600_000;
+
+/** Past the free failures, a lock of 30 s that doubles with each one (at most an hour). */
+function lockFor(failures: number, now: number): Date | null {
+  const over = failures - FREE_FAILURES;
+  return over > 0 ? new Date(now + Math.min(MAX_LOCK_MS, 30_000 * 2 ** (over - 1))) : null;
+}
+
+/**
+ * The network an address counts for: IPv4 as is (an IPv4-mapped IPv6 address too), IPv6 by its
+ * /64 — one machine is usually given a whole /64, so single addresses would be free to rotate.
+ */
+export function throttleNetwork(ip: string): string {
+  if (!ipaddr.isValid(ip)) return ip;
+  let address = ipaddr.parse(ip);
+  if (address.kind() === 'ipv6' && (address as ipaddr.IPv6).isIPv4MappedAddress()) {
+    address = (address as ipaddr.IPv6).toIPv4Address();
+  }
+  if (address.kind() === 'ipv4') return address.toString();
+  const parts = (address as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16));
+  return `${parts.join(':')}::/64`;
+}
 
 export const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const token = () => randomBytes(32).toString('base64url');
@@ -237,12 +259,13 @@ export class AccountService {
     const email = normalizeEmail(rawEmail);
     const user = EMAIL.test(email) ? await this.#byEmail(email) : undefined;
     const stored = user?.passwordHash ?? (await decoyHash());
+    const keys = this.#throttleKeys(email, client);
+    // Counted before the password is checked, so attempts sent at once cannot all slip past the limit.
+    const lockedUntil = await this.#reserveAttempt(keys);
     const passwordOk = await verifyPassword(stored, password);
-    const keys = [`email:${email}`, ...(client.ip ? [`ip:${client.ip}`] : [])];
-    const lockedUntil = await this.#lockedUntil(keys);
     const ok = passwordOk && user?.passwordHash != null && lockedUntil === undefined;
     if (!ok) {
-      await this.#recordFailure(keys, user);
+      await this.#confirmFailure(keys, user);
       await this.options.onAuthEvent?.({
         type: 'login.failed',
         user,
@@ -260,6 +283,7 @@ export class AccountService {
       );
     }
     const mfa = user.mfaEnabledAt !== null;
+    await this.#undoAttempt(keys);
     // Only a complete sign-in starts the count again: with MFA on, the password alone would
     // otherwise wipe the wrong codes tried so far, and codes could be guessed without end.
     if (!mfa) await this.#clearThrottle(email);
@@ -278,10 +302,10 @@ export class AccountService {
     const keys = this.#throttleKeys(active.user.email, client);
     // A six-digit code is guessed like a password, so it backs off like one: without this check a
     // pending session could try codes until one worked. A locked attempt does not use the code up.
-    const lockedUntil = await this.#lockedUntil(keys);
+    const lockedUntil = await this.#reserveAttempt(keys);
     const ok = lockedUntil === undefined && (await this.#checkSecondFactor(active.user, code));
     if (!ok) {
-      await this.#recordFailure(keys, active.user);
+      await this.#confirmFailure(keys, active.user);
       await this.options.onAuthEvent?.({
         type: 'login.failed',
         user: active.user,
@@ -292,6 +316,7 @@ export class AccountService {
       if (lockedUntil) throw this.#tooManyAttempts(lockedUntil);
       throw new ApiError('invalid_mfa_code', 'That code is not valid (or was already used).');
     }
+    await this.#undoAttempt(keys);
     await this.#clearThrottle(active.user.email);
     await this.#revoke(active.session.id);
     const created = await this.#createSession(active.user.id, client, false);
@@ -464,7 +489,7 @@ export class AccountService {
   ): Promise<void> {
     // The same back-off as sign-in: a session left open must not be a way to guess the password.
     const keys = this.#throttleKeys(active.user.email, client);
-    const lockedUntil = await this.#lockedUntil(keys);
+    const lockedUntil = await this.#reserveAttempt(keys);
     const passwordOk = active.user.passwordHash
       ? await verifyPassword(active.user.passwordHash, password)
       : false;
@@ -476,10 +501,11 @@ export class AccountService {
         code !== undefined &&
         (await this.#checkSecondFactor(active.user, code)));
     if (lockedUntil !== undefined || !passwordOk || !secondOk) {
-      await this.#recordFailure(keys, active.user);
+      await this.#confirmFailure(keys, active.user);
       if (lockedUntil) throw this.#tooManyAttempts(lockedUntil);
       throw invalidCredentials();
     }
+    await this.#undoAttempt(keys);
     await this.db
       .update(sessions)
       .set({ reauthenticatedAt: new Date(this.#now()) })
@@ -775,7 +801,8 @@ export class AccountService {
   }
 
   #throttleKeys(email: string, client: ClientInfo): string[] {
-    return [`email:${normalizeEmail(email)}`, ...(client.ip ? [`ip:${client.ip}`] : [])];
+    const network = client.ip ? throttleNetwork(client.ip) : undefined;
+    return [`email:${normalizeEmail(email)}`, ...(network ? [`ip:${network}`] : [])];
   }
 
   /** The account's count of failures starts again (the client address keeps its own). */
@@ -793,53 +820,76 @@ export class AccountService {
     );
   }
 
-  async #lockedUntil(keys: string[]): Promise<number | undefined> {
+  /**
+   * Counts an attempt before its password or code is checked, one key at a time under a row lock:
+   * attempts sent at once each see their own count, so no more than FREE_FAILURES + 1 are ever
+   * checked before a lock. Past the free ones, the attempt itself sets the lock (doubling each
+   * time); a locked key refuses the attempt. Returns when the lock ends, if the attempt is refused.
+   * A successful attempt gives its count back (`#undoAttempt`).
+   */
+  async #reserveAttempt(keys: string[]): Promise<number | undefined> {
     const now = this.#now();
-    const rows = await this.db
-      .select()
-      .from(loginThrottle)
-      .where(sql`${loginThrottle.key} in (select jsonb_array_elements_text(${JSON.stringify(keys)}::jsonb))`);
-    const until = Math.max(0, ...rows.map((r) => r.lockedUntil?.getTime() ?? 0));
-    return until > now ? until : undefined;
+    return this.db.transaction(async (tx) => {
+      let refusedUntil: number | undefined;
+      for (const key of [...keys].sort()) {
+        await tx
+          .insert(loginThrottle)
+          .values({ key, failures: 0, firstFailureAt: new Date(now) })
+          .onConflictDoNothing();
+        const [row] = await tx.select().from(loginThrottle).where(eq(loginThrottle.key, key)).for('update');
+        const lockedUntil = row!.lockedUntil?.getTime() ?? 0;
+        if (lockedUntil > now) {
+          refusedUntil = Math.max(refusedUntil ?? 0, lockedUntil);
+          continue;
+        }
+        const fresh = row!.failures === 0 || row!.firstFailureAt.getTime() + FAILURE_WINDOW_MS < now;
+        const failures = fresh ? 1 : row!.failures + 1;
+        await tx
+          .update(loginThrottle)
+          .set({
+            failures,
+            lockedUntil: lockFor(failures, now),
+            ...(fresh ? { firstFailureAt: new Date(now), notifiedAt: null } : {}),
+          })
+          .where(eq(loginThrottle.key, key));
+      }
+      return refusedUntil;
+    });
   }
 
-  /** One more failure for each key; past the free ones, a lock that doubles each time. */
-  async #recordFailure(keys: string[], user: UserRow | undefined): Promise<void> {
+  /** The attempt succeeded: its count is given back (and a lock it set, if it was the one). */
+  async #undoAttempt(keys: string[]): Promise<void> {
     const now = this.#now();
-    for (const key of keys) {
-      const [row] = await this.db.select().from(loginThrottle).where(eq(loginThrottle.key, key));
-      const fresh =
-        !row ||
-        (row.firstFailureAt.getTime() + FAILURE_WINDOW_MS < now && (row.lockedUntil?.getTime() ?? 0) < now);
-      const failures = fresh ? 1 : row.failures + 1;
-      const over = failures - FREE_FAILURES;
-      const lockedUntil = over > 0 ? new Date(now + Math.min(MAX_LOCK_MS, 30_000 * 2 ** (over - 1))) : null;
-      const firstLock = lockedUntil !== null && (fresh || !row?.notifiedAt);
-      await this.db
-        .insert(loginThrottle)
-        .values({
-          key,
-          failures,
-          firstFailureAt: new Date(now),
-          lockedUntil,
-          notifiedAt: firstLock ? new Date(now) : null,
-        })
-        .onConflictDoUpdate({
-          target: loginThrottle.key,
-          set: {
-            failures,
-            ...(fresh ? { firstFailureAt: new Date(now), notifiedAt: null } : {}),
-            lockedUntil,
-            ...(firstLock ? { notifiedAt: new Date(now) } : {}),
-          },
-        });
-      if (firstLock && key.startsWith('email:') && user) {
-        await this.#send(user.email, 'Sign-in to your Keyport account is paused', [
-          `There were ${failures} failed attempts to sign in to your account, so sign-in is paused for a while.`,
-          `If this was not you, someone may be guessing your password. You can reset it at ${this.options.publicUrl}/forgot-password.`,
-        ]).catch(() => {});
+    await this.db.transaction(async (tx) => {
+      for (const key of [...keys].sort()) {
+        const [row] = await tx.select().from(loginThrottle).where(eq(loginThrottle.key, key)).for('update');
+        if (!row) continue;
+        const failures = Math.max(0, row.failures - 1);
+        await tx
+          .update(loginThrottle)
+          .set({ failures, lockedUntil: lockFor(failures, now) })
+          .where(eq(loginThrottle.key, key));
       }
-    }
+    });
+  }
+
+  /** The attempt failed: it stays counted; the account's owner is emailed the first time it locks. */
+  async #confirmFailure(keys: string[], user: UserRow | undefined): Promise<void> {
+    const key = keys.find((k) => k.startsWith('email:'));
+    if (!key || !user) return;
+    const now = new Date(this.#now());
+    const [locked] = await this.db
+      .update(loginThrottle)
+      .set({ notifiedAt: now })
+      .where(
+        and(eq(loginThrottle.key, key), gt(loginThrottle.lockedUntil, now), isNull(loginThrottle.notifiedAt)),
+      )
+      .returning({ failures: loginThrottle.failures });
+    if (!locked) return;
+    await this.#send(user.email, 'Sign-in to your Keyport account is paused', [
+      `There were ${locked.failures} failed attempts to sign in to your account, so sign-in is paused for a while.`,
+      `If this was not you, someone may be guessing your password. You can reset it at ${this.options.publicUrl}/forgot-password.`,
+    ]).catch(() => {});
   }
 
   /** Sends an account email; without SMTP, logs it whole so that a single-machine user can follow its link. */

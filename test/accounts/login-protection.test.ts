@@ -255,6 +255,81 @@ describe.each(backends)('sign-in protection (%s)', (backend) => {
     expectError(await second.loginMfa(nextCode()), 429, 'too_many_attempts');
   });
 
+  /** How many attempts got each answer (by error code, or `status` when there is none). */
+  const tally = (replies: Reply[]) => {
+    const counts: Record<string, number> = {};
+    for (const r of replies) {
+      const key = String(r.body?.error?.code ?? r.body?.status ?? r.status);
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
+    return counts;
+  };
+
+  it('attempts sent all at once are counted one by one: at most one past the free ones is checked', async () => {
+    const email = 'raced@example.com';
+    const password = strongPassword('raced');
+    await createAccount(t, email, 'Raced', password);
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => from(address(i + 1)).login(email, strongPassword(`guess ${i}`))),
+    );
+    expect(tally(replies)).toEqual({
+      invalid_credentials: FREE_FAILURES + 1,
+      too_many_attempts: 30 - FREE_FAILURES - 1,
+    });
+  });
+
+  it('codes sent all at once on one pending sign-in are counted one by one too', async () => {
+    const email = 'raced-codes@example.com';
+    const password = strongPassword('raced-codes');
+    await accountWithMfa(email, password);
+    const b = from(address(1));
+    expect(expectOk(await b.login(email, password)).status).toBe('mfa_required');
+    const codes = Array.from({ length: 40 }, (_, i) => String(100_000 + i * 7919));
+    const replies = await Promise.all(codes.map((code) => b.loginMfa(code)));
+    expect(tally(replies)).toEqual({
+      invalid_mfa_code: FREE_FAILURES + 1,
+      too_many_attempts: 40 - FREE_FAILURES - 1,
+    });
+  });
+
+  it('IPv6 addresses count by their /64, and an IPv4-mapped address as its IPv4 one', async () => {
+    const accounts = Array.from({ length: FREE_FAILURES + 2 }, (_, i) => `spray-${i}@example.com`);
+    // One guess per account, each from another address of the same /64.
+    for (let i = 0; i <= FREE_FAILURES; i++) {
+      expectError(
+        await from(`2001:db8:${subnet}:1::${(i + 1).toString(16)}`).login(accounts[i]!, 'wrong but long'),
+        401,
+        'invalid_credentials',
+      );
+    }
+    expectError(
+      await from(`2001:db8:${subnet}:1::ffff`).login(accounts.at(-1)!, 'wrong but long'),
+      429,
+      'too_many_attempts',
+    );
+    // Another /64 is another network.
+    expectError(
+      await from(`2001:db8:${subnet}:2::1`).login(accounts.at(-1)!, 'wrong but long'),
+      401,
+      'invalid_credentials',
+    );
+    // ::ffff:a.b.c.d and a.b.c.d are one address.
+    const v4 = address(9);
+    for (let i = 0; i <= FREE_FAILURES; i++) {
+      const ip = i % 2 === 0 ? v4 : `::ffff:${v4}`;
+      expectError(
+        await from(ip).login(`mapped-${i}@example.com`, 'wrong but long'),
+        401,
+        'invalid_credentials',
+      );
+    }
+    expectError(
+      await from(`::ffff:${v4}`).login('mapped-last@example.com', 'wrong but long'),
+      429,
+      'too_many_attempts',
+    );
+  });
+
   it('wrong passwords at re-authentication back off like sign-in failures', async () => {
     const email = 'stolen-session@example.com';
     const password = strongPassword('stolen-session');
