@@ -28,6 +28,7 @@ import {
   type UserRow,
   users,
 } from '../store/schema.ts';
+import { DEFAULT_BOOTSTRAP } from './bootstrap-defaults.ts';
 import { decoyHash, hashPassword, passwordProblem, verifyPassword } from './passwords.ts';
 import type { SecretBox } from './secret-box.ts';
 import { enrolment, hashRecoveryCode, newRecoveryCodes, newTotpSecret, verifyTotp } from './totp.ts';
@@ -208,12 +209,22 @@ export class AccountService {
     await this.#sendVerification(outcome.user);
   }
 
-  /** The owner `keyport start` made with a placeholder address, if nobody has claimed it yet. */
+  /**
+   * The owner `keyport start` made with the placeholder address, if nobody has claimed it yet. An
+   * owner made with a real address (`keyport init --email ops@…`) is claimed only by signing up
+   * with that address (and verifying it), never by the first stranger.
+   */
   async #unclaimedOwner(tx: DbOrTx): Promise<UserRow | undefined> {
     const [owner] = await tx
       .select()
       .from(users)
-      .where(and(eq(users.isInstanceOwner, true), isNull(users.passwordHash)));
+      .where(
+        and(
+          eq(users.isInstanceOwner, true),
+          isNull(users.passwordHash),
+          sql`lower(${users.email}) = ${DEFAULT_BOOTSTRAP.ownerEmail}`,
+        ),
+      );
     if (!owner) return undefined;
     const [{ n }] = (await tx
       .select({ n: sql<number>`count(*)::int` })
