@@ -133,11 +133,11 @@ export class MembershipService {
     role: OrganizationRole,
     actor: Actor,
   ): Promise<Member> {
-    await this.db.transaction(async (tx) => {
+    const revoked = await this.db.transaction(async (tx) => {
       const current = await this.#lockMembers(tx, organizationId);
       const member = current.find((m) => m.userId === userId);
       if (!member) throw notFound('user', userId);
-      if (member.role === role) return;
+      if (member.role === role) return [];
       if (member.role === 'owner' && current.filter((m) => m.role === 'owner').length === 1) {
         throw badRequest('An organization needs an owner: make someone else an owner first.', 'role');
       }
@@ -154,7 +154,33 @@ export class MembershipService {
         resourceId: userId,
         details: { id: userId, changes_requested: { role } },
       });
+      // Admin keys act as an owner: someone who is no longer one keeps none.
+      if (role === 'owner') return [];
+      const now = new Date(this.#now());
+      const keys = await tx
+        .update(apiKeys)
+        .set({ revokedAt: now, updatedAt: now })
+        .where(
+          and(
+            eq(apiKeys.organizationId, organizationId),
+            eq(apiKeys.ownerUserId, userId),
+            eq(apiKeys.kind, 'admin'),
+            isNull(apiKeys.revokedAt),
+          ),
+        )
+        .returning({ id: apiKeys.id });
+      for (const key of keys) {
+        await recordAudit(tx, {
+          organizationId,
+          type: 'api_key.deleted',
+          actor,
+          resourceId: key.id,
+          details: { id: key.id },
+        });
+      }
+      return keys;
     });
+    for (const key of revoked) await this.options.notifier.keyChanged(key.id);
     return this.member(organizationId, userId);
   }
 
@@ -172,13 +198,13 @@ export class MembershipService {
           'The last owner cannot leave: make someone else an owner first, or delete the organization.',
         );
       }
-      if (keys.action === 'transfer') {
-        if (keys.toUserId === userId || !current.some((m) => m.userId === keys.toUserId)) {
-          throw badRequest('Keys can only be handed to another member of the organization.', 'transfer_to');
-        }
+      const recipient =
+        keys.action === 'transfer' ? current.find((m) => m.userId === keys.toUserId) : undefined;
+      if (keys.action === 'transfer' && (keys.toUserId === userId || !recipient)) {
+        throw badRequest('Keys can only be handed to another member of the organization.', 'transfer_to');
       }
       const owned = await tx
-        .select({ id: apiKeys.id, projectId: apiKeys.projectId })
+        .select({ id: apiKeys.id, projectId: apiKeys.projectId, kind: apiKeys.kind })
         .from(apiKeys)
         .where(
           and(
@@ -188,6 +214,25 @@ export class MembershipService {
           ),
         );
       const now = new Date(this.#now());
+      if (recipient && recipient.role !== 'owner') {
+        // A key goes only to someone who could have made it: an admin key to an owner, a project
+        // key to a member of its project.
+        const memberOf = new Set(
+          (
+            await tx
+              .select({ projectId: projectMembers.projectId })
+              .from(projectMembers)
+              .where(eq(projectMembers.userId, recipient.userId))
+          ).map((r) => r.projectId),
+        );
+        const misfit = owned.find((k) => k.kind === 'admin' || !k.projectId || !memberOf.has(k.projectId));
+        if (misfit) {
+          throw badRequest(
+            `Key '${misfit.id}' can only go to ${misfit.kind === 'admin' ? 'an owner of the organization' : 'a member of its project (or an owner)'}.`,
+            'transfer_to',
+          );
+        }
+      }
       if (owned.length > 0) {
         if (keys.action === 'revoke') {
           await tx

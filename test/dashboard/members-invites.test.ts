@@ -428,7 +428,53 @@ describe.each(backends)('members and invitations (%s)', (backend) => {
     expect(after.body.owner.user?.id).toBe(owner.id);
   });
 
-  it('a member can leave (their keys revoked, or handed over); the last owner cannot', async () => {
+  it('keys go only to someone who could hold them: a project key to a member of its project, an admin key to an owner', async () => {
+    const { user, browser } = await member('lena');
+    const key = await keyOf(browser);
+    // A reader who is not in the key's project cannot receive it; nothing changes.
+    const outsider = await createMember(
+      t,
+      organizationId,
+      'reader',
+      'outsider@example.com',
+      strongPassword('outsider'),
+    );
+    const refused = await adminRequest(t, 'DELETE', `/users/${user.id}`, {
+      body: { keys: 'transfer', transfer_to: outsider.id },
+    });
+    expect(refused.status, refused.text).toBe(400);
+    expect((refused.body as { error: { message: string } }).error.message).toContain(key.id);
+    expect((await admin.users.retrieve(user.id)).id).toBe(user.id);
+    expect((await gateway(key.secret).models.list()).data.length).toBeGreaterThan(0);
+    // A member of the project can.
+    await admin.projects.users.create(projectId, { user_id: outsider.id, role: 'member' });
+    expect(
+      (
+        await adminRequest(t, 'DELETE', `/users/${user.id}`, {
+          body: { keys: 'transfer', transfer_to: outsider.id },
+        })
+      ).status,
+    ).toBe(200);
+    expect((await gateway(key.secret).models.list()).data.length).toBeGreaterThan(0);
+  });
+
+  it('an owner made a reader loses the admin keys they made as an owner', async () => {
+    const { user, browser } = await member('mona');
+    await admin.users.update(user.id, { role: 'owner' });
+    const created = expectOk(
+      await browser.post(`/api/organizations/${organizationId}/admin_api_keys`, { name: 'Mona admin' }),
+    );
+    const asMona = t.sdk({ adminKey: created.value as string }).admin.organization;
+    expect((await asMona.projects.list()).data.length).toBeGreaterThan(0);
+    await admin.users.update(user.id, { role: 'reader' });
+    expect(await refusal(asMona.projects.list())).toBeInstanceOf(AuthenticationError);
+    const entries = [];
+    for await (const e of admin.auditLogs.list({ resource_ids: [created.id as string] }))
+      entries.push(e.type);
+    expect(entries).toEqual(['api_key.deleted', 'api_key.created']);
+  });
+
+  it('a member can leave (their keys revoked); the last owner cannot', async () => {
     const ivy = await member('ivy');
     const ivyKey = await keyOf(ivy.browser);
     expect(expectOk(await ivy.browser.post(`/api/organizations/${organizationId}/leave`))).toEqual({
@@ -442,15 +488,20 @@ describe.each(backends)('members and invitations (%s)', (backend) => {
     // Gone is gone: leaving again, or acting there, is a 404.
     expectError(await ivy.browser.post(`/api/organizations/${organizationId}/leave`), 404, 'not_found');
 
+    // Whoever leaves cannot keep a key alive by handing it over: they have seen its secret.
     const jack = await member('jack');
     const jackKey = await keyOf(jack.browser);
-    expectOk(
+    expectError(
       await jack.browser.post(`/api/organizations/${organizationId}/leave`, {
         keys: 'transfer',
         transfer_to: owner.id,
       }),
+      400,
+      'invalid_request',
     );
-    expect((await gateway(jackKey.secret).models.list()).data.length).toBeGreaterThan(0);
+    expect((await admin.users.retrieve(jack.user.id)).id).toBe(jack.user.id);
+    expectOk(await jack.browser.post(`/api/organizations/${organizationId}/leave`));
+    expect(await refusal(gateway(jackKey.secret).models.list())).toBeInstanceOf(AuthenticationError);
 
     // The only owner stays.
     const last = expectError(

@@ -9,7 +9,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { ApiError } from '../../core/errors.ts';
+import { ApiError, badRequest } from '../../core/errors.ts';
 import type { Services } from '../../services.ts';
 import { keysOnLeave, removeMemberBody } from '../admin/members.ts';
 import { adminRoutes } from '../admin/routes.ts';
@@ -72,6 +72,13 @@ export function registerDashboardApi(services: Services) {
           throw new ApiError('not_found', `No organization found with id '${organization_id}'.`);
         }
         const options = request.body ? parseWith(removeMemberBody, request.body, 'body') : undefined;
+        // Whoever leaves has seen their keys' secrets: those keys stop. Keeping one alive for
+        // someone else is an owner's decision (removing the member with `keys: transfer`).
+        if (options?.keys === 'transfer')
+          throw badRequest(
+            'Leaving revokes your keys. To keep them working for someone else, ask an owner to remove you with keys: transfer.',
+            'keys',
+          );
         await services.memberships.remove(
           organization_id,
           user.id,
