@@ -85,6 +85,7 @@ function expected(role: Role, { method, route }: Route): 'allow' | 'deny' {
   const inProject = route === '/projects/:project_id' || route.startsWith('/projects/:project_id/');
   if (!inProject) return 'deny'; // organization-wide changes take an owner
   if (route === '/projects/:project_id/archive') return 'deny'; // and so does archiving a project
+  if (/^\/projects\/:project_id\/spend_(limit|alerts)/.test(route)) return 'deny'; // and its spending controls
   if (role === 'projectOwner') return 'allow';
   if (role === 'projectMember') {
     if (method === 'POST' && route === '/projects/:project_id/api_keys') return 'allow';
@@ -455,6 +456,31 @@ describe.each(backends)('dashboard role matrix, every route (%s)', (backend) => 
       amount_cents: 500,
     });
     expect(grant.status).toBe(403);
+  });
+
+  it('a project member renames their own key but cannot loosen its restrictions', async () => {
+    const path = `/api/organizations/${organizationId}/projects/${shared.projectId}/api_keys`;
+    const own = await browsers.projectMember.post(path, { name: 'Restricted' });
+    expect(own.status, own.text).toBe(200);
+    const restrict = await browsers.projectOwner.post(`${path}/${own.body.id}`, {
+      allowed_models: ['gpt-4o-mini'],
+    });
+    expect(restrict.status, restrict.text).toBe(200);
+    for (const change of [
+      { allowed_models: [] },
+      { scopes: [] },
+      { allowed_ips: [] },
+      { enabled: true },
+      { expires_at: null },
+    ]) {
+      const reply = await browsers.projectMember.post(`${path}/${own.body.id}`, change);
+      expect(reply.status, `${JSON.stringify(change)}: ${reply.text}`).toBe(403);
+    }
+    expect((await browsers.projectMember.post(`${path}/${own.body.id}`, { name: 'Renamed' })).status).toBe(
+      200,
+    );
+    const after = await browsers.projectMember.get(`${path}/${own.body.id}`);
+    expect(after.body).toMatchObject({ name: 'Renamed', allowed_models: ['gpt-4o-mini'] });
   });
 
   it('a refusal names what it takes, and does not change anything', async () => {

@@ -6,8 +6,11 @@
  *   an organization owner                                 changes anything
  *   a project owner                                       changes their project: its keys, service
  *                                                         accounts, rate limits, members, settings
- *   a project member                                      creates keys in the project, and updates,
- *                                                         rotates and revokes the keys they own
+ *                                                         (not its spend limit or spend alerts:
+ *                                                         money is the organization owners' call)
+ *   a project member                                      creates keys in the project, and renames,
+ *                                                         rotates and revokes the keys they own (a
+ *                                                         key's restrictions are its project owner's)
  *
  * except the audit log (who did what, from where), which only organization owners read, and a
  * request naming another organization (the operator's billing routes), which only owners make.
@@ -32,6 +35,7 @@ export function needOf(method: string, route: string): Need {
   if (route === '/audit_logs') return 'owner';
   if (READ.has(method)) return 'read';
   if (route === '/projects/:project_id/archive') return 'owner';
+  if (/^\/projects\/:project_id\/spend_(limit|alerts)/.test(route)) return 'owner';
   if (method === 'POST' && route === '/projects/:project_id/api_keys') return 'project-member';
   if (/^\/projects\/:project_id\/api_keys\/:api_key_id(\/rotate)?$/.test(route)) return 'key-owner';
   if (route.startsWith('/projects/:project_id')) return 'project-owner';
@@ -75,7 +79,13 @@ export async function authorizeDashboard(
       throw denied('an owner of this project (to create a key for someone else)');
     return { role };
   }
-  // key-owner: the key must be theirs.
+  // key-owner: the key must be theirs, and they may only rename it (its scopes, allow-lists,
+  // expiry and enabled state are what the project's owners set for it).
+  if (request.method === 'POST' && !route.endsWith('/rotate')) {
+    const fields = Object.keys((request.body as Record<string, unknown> | undefined) ?? {});
+    if (fields.some((f) => f !== 'name'))
+      throw denied('an owner of this project (to change more than its name)');
+  }
   const keyId = (request.params as { api_key_id?: string }).api_key_id ?? '';
   const [key] = await services.store.db
     .select({ ownerUserId: apiKeys.ownerUserId })
