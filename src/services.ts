@@ -158,7 +158,14 @@ export async function createServices(
     smtp,
     secrets,
     logger,
-    onAuthEvent: (event) => auditAuthEvent(store.db, event),
+    onAuthEvent: (event) => {
+      const written = auditAuthEvent(store.db, event);
+      if (event.type !== 'login.failed') return written;
+      // A refusal answers before its entries are written: writing one per organization of a known
+      // address would otherwise make it slower than an unknown one, and tell them apart.
+      written.catch(logError('a failed sign-in could not be written to the audit log'));
+      return Promise.resolve();
+    },
     ...(options.now ? { now: options.now } : {}),
   });
   const memberships = new MembershipService(store.db, {

@@ -87,6 +87,7 @@ const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}$/;
 const VERIFY_TTL_MS = 48 * 3600_000;
 const RESET_TTL_MS = 3600_000;
 const REAUTH_WINDOW_MS = 10 * 60_000;
+const MFA_PENDING_MS = 10 * 60_000;
 const IDLE_TIMEOUT_MS = 3 * 86_400_000;
 /** Back-off: after this many failures in the window, each further one doubles the wait. */
 const FREE_FAILURES = 5;
@@ -473,7 +474,10 @@ export class AccountService {
         createdAt: now,
         lastSeenAt: now,
         reauthenticatedAt: now,
-        expiresAt: new Date(now.getTime() + this.options.sessionDays * 86_400_000),
+        // Waiting for its second factor, a session is good for a few minutes, not for days.
+        expiresAt: new Date(
+          now.getTime() + (mfaPending ? MFA_PENDING_MS : this.options.sessionDays * 86_400_000),
+        ),
         mfaPending,
         ip: client.ip,
         userAgent: client.userAgent,
@@ -597,11 +601,19 @@ export class AccountService {
 
   async confirmEmailChange(rawToken: string): Promise<UserRow> {
     const row = await this.#useToken(rawToken, 'change_email');
-    const [user] = await this.db
-      .update(users)
-      .set({ email: row.email!, emailVerifiedAt: new Date(this.#now()) })
-      .where(eq(users.id, row.userId))
-      .returning();
+    const taken = await this.#byEmail(normalizeEmail(row.email!));
+    if (taken && taken.id !== row.userId)
+      throw new ApiError('conflict', 'That address now belongs to another account; choose another one.');
+    const user = await this.db.transaction(async (tx) => {
+      const [changed] = await tx
+        .update(users)
+        .set({ email: row.email!, emailVerifiedAt: new Date(this.#now()) })
+        .where(eq(users.id, row.userId))
+        .returning();
+      // Links already sent to the old address must not outlive it.
+      await tx.delete(emailTokens).where(and(eq(emailTokens.userId, row.userId), isNull(emailTokens.usedAt)));
+      return changed;
+    });
     await this.logoutEverywhere(row.userId);
     return user!;
   }
@@ -887,8 +899,9 @@ export class AccountService {
   /** The attempt failed: it stays counted; the account's owner is emailed the first time it locks. */
   async #confirmFailure(keys: string[], user: UserRow | undefined): Promise<void> {
     const key = keys.find((k) => k.startsWith('email:'));
-    if (!key || !user) return;
+    if (!key) return;
     const now = new Date(this.#now());
+    // The same statement for an unknown address as for a known one: no difference to time.
     const [locked] = await this.db
       .update(loginThrottle)
       .set({ notifiedAt: now })
@@ -896,7 +909,7 @@ export class AccountService {
         and(eq(loginThrottle.key, key), gt(loginThrottle.lockedUntil, now), isNull(loginThrottle.notifiedAt)),
       )
       .returning({ failures: loginThrottle.failures });
-    if (!locked) return;
+    if (!locked || !user) return;
     await this.#send(user.email, 'Sign-in to your Keyport account is paused', [
       `There were ${locked.failures} failed attempts to sign in to your account, so sign-in is paused for a while.`,
       `If this was not you, someone may be guessing your password. You can reset it at ${this.options.publicUrl}/forgot-password.`,

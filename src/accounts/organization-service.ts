@@ -11,6 +11,8 @@ import { type OrganizationRow, organizationSettings, organizations } from '../st
 
 /** The longest retention an organization may set (10 years); null keeps entries forever. */
 export const MAX_AUDIT_RETENTION_DAYS = 3650;
+/** The shortest: an owner must not be able to erase yesterday's entries (their own change included). */
+export const MIN_AUDIT_RETENTION_DAYS = 30;
 
 export interface OrganizationSettings {
   organization: OrganizationRow;
@@ -59,10 +61,10 @@ export class OrganizationService {
     if (
       days !== undefined &&
       days !== null &&
-      (!Number.isInteger(days) || days < 1 || days > MAX_AUDIT_RETENTION_DAYS)
+      (!Number.isInteger(days) || days < MIN_AUDIT_RETENTION_DAYS || days > MAX_AUDIT_RETENTION_DAYS)
     )
       throw badRequest(
-        `audit_log_retention_days must be a whole number of days from 1 to ${MAX_AUDIT_RETENTION_DAYS}, or null for the instance default.`,
+        `audit_log_retention_days must be a whole number of days from ${MIN_AUDIT_RETENTION_DAYS} to ${MAX_AUDIT_RETENTION_DAYS}, or null for the instance default.`,
         'audit_log_retention_days',
       );
     await this.settings(organizationId);

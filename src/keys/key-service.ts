@@ -236,7 +236,8 @@ export class KeyService {
   async revoke(scope: KeyScope, id: string, actor: Actor): Promise<void> {
     const key = await this.get(scope, id);
     await this.db.transaction(async (tx) => {
-      await revokeApiKey(tx, id);
+      // Only the request that revoked it records it (two at once: one entry).
+      if ((await revokeApiKey(tx, id)).length === 0) return;
       await recordAudit(tx, {
         organizationId: key.organizationId,
         projectId: key.projectId,

@@ -497,6 +497,42 @@ describe.each(backends)('sign-up, verification and MFA (%s)', (backend) => {
     expectError(await browser().login(email, password), 401, 'invalid_credentials');
     await browser().signIn('kj@example.org', password);
   });
+
+  it('an email change to an address taken in the meantime is refused; reset links to the old address die with it', async () => {
+    const email = 'lin@example.com';
+    const password = strongPassword('lin');
+    await signUpAndVerify(email, password);
+    const b = await browser().signIn(email, password);
+    expectOk(await b.post('/api/auth/email', { email: 'wanted@example.org' }), 202);
+    const token = linkToken(
+      lastMail(smtp, 'wanted@example.org', 'Confirm your new email').text,
+      '/confirm-email',
+    );
+    // Someone else registers the address before the link is followed.
+    await signUpAndVerify('wanted@example.org', strongPassword('wanted'));
+    expectError(await browser().post('/api/auth/email/confirm', { token }), 409, 'conflict');
+    await browser().signIn(email, password);
+
+    // A reset link sent to the old address stops working once the address changes.
+    expectOk(await browser().post('/api/auth/password/forgot', { email }), 202);
+    const reset = linkToken(lastMail(smtp, email, 'Reset your Keyport password').text, '/reset-password');
+    const c = await browser().signIn(email, password);
+    expectOk(await c.post('/api/auth/email', { email: 'lin@example.org' }), 202);
+    const confirm = linkToken(
+      lastMail(smtp, 'lin@example.org', 'Confirm your new email').text,
+      '/confirm-email',
+    );
+    expectOk(await browser().post('/api/auth/email/confirm', { token: confirm }));
+    expectError(
+      await browser().post('/api/auth/password/reset', {
+        token: reset,
+        password: strongPassword('taken over'),
+      }),
+      400,
+      'invalid_token',
+    );
+    await browser().signIn('lin@example.org', password);
+  });
 });
 
 describe('sign-up without an SMTP server', () => {

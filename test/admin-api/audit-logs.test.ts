@@ -97,6 +97,16 @@ describe.each(backends)('audit log (%s)', (backend) => {
     });
   });
 
+  it('a key revoked by two requests at once is recorded once', async () => {
+    const project = await client.admin.organization.projects.create({ name: 'Twice' });
+    const key = await createProjectKey(t, project.id);
+    const replies = await Promise.all(
+      [1, 2, 3].map(() => adminRequest(t, 'DELETE', `/projects/${project.id}/api_keys/${key.id}`)),
+    );
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    expect((await about(key.id)).map((e) => e.type)).toEqual(['api_key.deleted', 'api_key.created']);
+  });
+
   it('no secret in any entry', async () => {
     const project = await client.admin.organization.projects.create({ name: 'Secrets' });
     const key = await createProjectKey(t, project.id);
@@ -346,11 +356,17 @@ describe.each(backends)('audit log (%s)', (backend) => {
     expect(left).not.toContain(ids.theirs400);
     expect(left).toContain(ids.ours10);
 
-    expectApiError(
-      await adminRequest(t, 'POST', '/settings', { body: { audit_log_retention_days: 0 } }),
-      400,
-      'invalid_request',
-    );
+    // At least 30 days: an owner cannot erase what was just recorded (their own change included).
+    for (const days of [0, 29, 3651]) {
+      expectApiError(
+        await adminRequest(t, 'POST', '/settings', { body: { audit_log_retention_days: days } }),
+        400,
+        'invalid_request',
+      );
+    }
+    expect(
+      (await adminRequest(t, 'POST', '/settings', { body: { audit_log_retention_days: 30 } })).status,
+    ).toBe(200);
     const reset = await adminRequest(t, 'POST', '/settings', { body: { audit_log_retention_days: null } });
     expect(reset.body).toMatchObject({
       audit_log_retention_days: null,

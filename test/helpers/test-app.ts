@@ -28,7 +28,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { backend?: Backend; config?: ConfigInput } = {},
+  options: { backend?: Backend; config?: ConfigInput; now?: () => number } = {},
 ): Promise<TestApp> {
   // No journal: parallel test apps would share one in the checkout's data directory (the journal
   // is tested on its own and through real processes).
@@ -41,7 +41,11 @@ export async function createTestApp(
     },
   });
   const store = await openTestStore(options.backend);
-  const services = await createServices(config, { store, logger: createLogger(config, sink) });
+  const services = await createServices(config, {
+    store,
+    logger: createLogger(config, sink),
+    ...(options.now ? { now: options.now } : {}),
+  });
   const app = await buildApp(services);
   const instance = await bootstrap(store.db, services.keys, DEFAULT_BOOTSTRAP);
   const adminKey = instance.adminKey.secret;
