@@ -14,6 +14,8 @@ export type Actor =
       serviceAccountId: string | null;
       ip: string | null;
       userAgent: string | null;
+      /** The organization the key belongs to (an operator's key may act on others). */
+      organizationId?: string;
     }
   | {
       type: 'session';
@@ -22,6 +24,8 @@ export type Actor =
       sessionId: string;
       ip: string | null;
       userAgent: string | null;
+      /** The organization the session acts from, on the dashboard's organization routes. */
+      organizationId?: string;
     }
   | { type: 'system'; name: string };
 

@@ -69,7 +69,25 @@ function auditId(now: number): string {
 }
 const ID_PREFIX = newId('auditLog').slice(0, newId('auditLog').indexOf('-') + 1);
 
+/**
+ * When the actor acts from another organization (the operator's staff granting a customer credit),
+ * the entry is written to both: the customer sees what was done to it, the operator what its
+ * people did, with the organization it was done to.
+ */
 export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> {
+  await insertEntry(db, entry);
+  const from = entry.actor.type === 'system' ? undefined : entry.actor.organizationId;
+  if (from && from !== entry.organizationId) {
+    await insertEntry(db, {
+      ...entry,
+      organizationId: from,
+      projectId: null,
+      details: { ...entry.details, target_organization_id: entry.organizationId },
+    });
+  }
+}
+
+async function insertEntry(db: DbOrTx, entry: AuditEntry): Promise<void> {
   const at = entry.at ?? new Date();
   await db.insert(auditLogs).values({
     id: auditId(at.getTime()),

@@ -76,13 +76,32 @@ describe.each(backends)('audit log: limits, budgets, billing and prices (%s)', (
     return reply.body;
   };
 
-  /** The entries written while `run` ran, in every organization, oldest first. */
+  /**
+   * The entries written while `run` ran, in every organization, oldest first — but the operator's
+   * copies: every entry the operator's people wrote into another organization must have exactly
+   * one copy in the operator's own log (checked here), naming the organization it was done to.
+   */
   async function entriesOf(run: () => Promise<unknown>): Promise<AuditLogRow[]> {
     const before = new Set((await db().select({ id: auditLogs.id }).from(auditLogs)).map((r) => r.id));
     await run();
-    return (await db().select().from(auditLogs))
+    const fresh = (await db().select().from(auditLogs))
       .filter((row) => !before.has(row.id))
       .sort((a, b) => a.effectiveAt.getTime() - b.effectiveAt.getTime() || a.id.localeCompare(b.id));
+    const isCopy = (row: AuditLogRow) => 'target_organization_id' in (row.details as object);
+    const entries = fresh.filter((row) => !isCopy(row));
+    const operator = t.instance.organization.id;
+    const shape = (row: AuditLogRow, target: string) => [row.type, row.resourceId, target, row.actorId];
+    expect(
+      fresh.filter(isCopy).map((row) => {
+        expect(row.organizationId).toBe(operator);
+        return shape(row, (row.details as { target_organization_id: string }).target_organization_id);
+      }),
+    ).toEqual(
+      entries
+        .filter((row) => row.organizationId !== operator && !row.actorId.startsWith('system:'))
+        .map((row) => shape(row, row.organizationId)),
+    );
+    return entries;
   }
 
   const adminActor = () => ({

@@ -46,6 +46,7 @@ export function authenticateAdmin(verifier: KeyVerifier) {
         serviceAccountId: null,
         ip: request.ip ?? null,
         userAgent: userAgentOf(request),
+        organizationId: result.organization.id,
       },
     };
   };

@@ -113,7 +113,10 @@ export function registerDashboardApi(services: Services) {
               organizationId: organization_id,
               keyId: user.id,
               ownerUserId: user.id,
-              actor: request.dashboard!.actor,
+              actor:
+                request.dashboard!.actor.type === 'session'
+                  ? { ...request.dashboard!.actor, organizationId: organization_id }
+                  : request.dashboard!.actor,
             };
           });
           adminRoutes(org, services);
