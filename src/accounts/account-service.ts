@@ -11,8 +11,10 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { and, eq, gt, isNull, sql } from 'drizzle-orm';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
+import type { Actor } from '../core/actor.ts';
 import { ApiError, badRequest } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import { recordAudit } from '../guard/audit-log.ts';
 import type { EmailMessage, Mailer } from '../notifications/mailer.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import { addMember, insertOrganization } from '../store/repositories/organizations.ts';
@@ -88,6 +90,7 @@ const VERIFY_TTL_MS = 48 * 3600_000;
 const RESET_TTL_MS = 3600_000;
 const REAUTH_WINDOW_MS = 10 * 60_000;
 const MFA_PENDING_MS = 10 * 60_000;
+const MAX_OWNED_ORGANIZATIONS = 20;
 const IDLE_TIMEOUT_MS = 3 * 86_400_000;
 /** Back-off: after this many failures in the window, each further one doubles the wait. */
 const FREE_FAILURES = 5;
@@ -735,14 +738,41 @@ export class AccountService {
   }
 
   /** A new organization owned by the user, with a first project. */
-  async createOrganization(userId: string, name: string) {
+  /** A new organization owned by the user, with a default project; its log starts with both. */
+  async createOrganization(userId: string, name: string, actor: Actor) {
     const trimmed = name.trim();
     if (trimmed.length === 0 || trimmed.length > 200)
       throw badRequest('Invalid name: 1 to 200 characters.', 'name');
     return this.db.transaction(async (tx) => {
+      // A cap, so that one account cannot mint organizations (and their trial credit) without end.
+      const [{ owned }] = (await tx
+        .select({ owned: sql<number>`count(*)::int` })
+        .from(organizationMembers)
+        .where(and(eq(organizationMembers.userId, userId), eq(organizationMembers.role, 'owner')))) as [
+        { owned: number },
+      ];
+      if (owned >= MAX_OWNED_ORGANIZATIONS)
+        throw badRequest(
+          `You own ${owned} organizations, the most one account may; leave or hand over one first.`,
+        );
       const organization = await insertOrganization(tx, trimmed);
       await addMember(tx, organization.id, userId, 'owner');
       const project = await insertProject(tx, { organizationId: organization.id, name: 'Default project' });
+      await recordAudit(tx, {
+        organizationId: organization.id,
+        type: 'user.added',
+        actor,
+        resourceId: userId,
+        details: { id: userId, data: { role: 'owner' } },
+      });
+      await recordAudit(tx, {
+        organizationId: organization.id,
+        projectId: project.id,
+        type: 'project.created',
+        actor,
+        resourceId: project.id,
+        details: { id: project.id, data: { name: project.name, title: project.name } },
+      });
       return { organization, project };
     });
   }

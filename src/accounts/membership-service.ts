@@ -357,6 +357,7 @@ export class MembershipService {
         .select({ role: projectMembers.role })
         .from(projectMembers)
         .where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.userId, userId)));
+      if (existing[0]?.role === role) return; // nothing changes, nothing to record
       await tx
         .insert(projectMembers)
         .values({ projectId, userId, role, createdAt: new Date(this.#now()) })
@@ -625,11 +626,14 @@ export class MembershipService {
           createdAt: now,
         });
       }
+      const joined: { id: string; role: ProjectRole }[] = [];
       for (const project of invite.projects as { id: string; role: ProjectRole }[]) {
-        await tx
+        const added = await tx
           .insert(projectMembers)
           .values({ projectId: project.id, userId: user.id, role: project.role, createdAt: now })
-          .onConflictDoNothing();
+          .onConflictDoNothing()
+          .returning({ projectId: projectMembers.projectId });
+        if (added.length > 0) joined.push(project);
       }
       await tx.update(invites).set({ acceptedAt: now, acceptedBy: user.id }).where(eq(invites.id, invite.id));
       await recordAudit(tx, {
@@ -639,13 +643,25 @@ export class MembershipService {
         resourceId: invite.id,
         details: { id: invite.id },
       });
-      await recordAudit(tx, {
-        organizationId: invite.organizationId,
-        type: 'user.added',
-        actor,
-        resourceId: user.id,
-        details: { id: user.id, data: { role: existing[0]?.role ?? invite.role } },
-      });
+      if (existing.length === 0) {
+        await recordAudit(tx, {
+          organizationId: invite.organizationId,
+          type: 'user.added',
+          actor,
+          resourceId: user.id,
+          details: { id: user.id, data: { role: invite.role } },
+        });
+      }
+      for (const project of joined) {
+        await recordAudit(tx, {
+          organizationId: invite.organizationId,
+          projectId: project.id,
+          type: 'user.added',
+          actor,
+          resourceId: user.id,
+          details: { id: user.id, data: { role: project.role } },
+        });
+      }
       return { organizationId: invite.organizationId, role: existing[0]?.role ?? invite.role };
     });
   }

@@ -474,6 +474,47 @@ describe.each(backends)('members and invitations (%s)', (backend) => {
     expect(entries).toEqual(['api_key.deleted', 'api_key.created']);
   });
 
+  it('a new organization starts its log with its owner and default project; an account owns at most 20', async () => {
+    const { user, browser } = await signUp('founder@example.com');
+    const created = expectOk(await browser.post('/api/organizations', { name: 'Founded' }));
+    const log = expectOk(await browser.get(`/api/organizations/${created.id}/audit_logs`));
+    const types = (log.data as { type: string; actor: { session: { user: { id: string } } } }[]).map((e) => [
+      e.type,
+      e.actor.session.user.id,
+    ]);
+    expect(types.reverse()).toEqual([
+      ['user.added', user.id],
+      ['project.created', user.id],
+    ]);
+    // Sign-up made one, this is the second: 18 more, then no more.
+    for (let i = 0; i < 18; i++) expectOk(await browser.post('/api/organizations', { name: `Org ${i}` }));
+    expectError(await browser.post('/api/organizations', { name: 'One too many' }), 400, 'invalid_request');
+  });
+
+  it('project roles given or granted by an invitation are recorded; an unchanged role is not', async () => {
+    const lab = await admin.projects.create({ name: 'Invited lab' });
+    const invite = await admin.invites.create({
+      email: 'nora@example.com',
+      role: 'reader',
+      projects: [{ id: lab.id, role: 'member' }],
+    });
+    const { user, browser } = await signUp('nora@example.com');
+    const token = linkToken(lastMail(smtp, 'nora@example.com', 'You are invited to').text, '/accept-invite');
+    expectOk(await browser.post('/api/invites/accept', { token }));
+    const ofLab = async () => {
+      const out = [];
+      for await (const e of admin.auditLogs.list({ project_ids: [lab.id], resource_ids: [user.id] }))
+        out.push(e.type);
+      return out;
+    };
+    expect(await ofLab()).toEqual(['user.added']);
+    expect(invite.id).toMatch(/^invite-/);
+    await admin.projects.users.update(user.id, { project_id: lab.id, role: 'member' }); // unchanged
+    expect(await ofLab()).toEqual(['user.added']);
+    await admin.projects.users.update(user.id, { project_id: lab.id, role: 'owner' });
+    expect(await ofLab()).toEqual(['user.updated', 'user.added']);
+  });
+
   it('a member can leave (their keys revoked); the last owner cannot', async () => {
     const ivy = await member('ivy');
     const ivyKey = await keyOf(ivy.browser);

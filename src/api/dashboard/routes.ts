@@ -54,6 +54,7 @@ export function registerDashboardApi(services: Services) {
         const { organization, project } = await services.accounts.createOrganization(
           request.dashboard!.user.id,
           name,
+          request.dashboard!.actor,
         );
         return {
           object: 'organization' as const,
