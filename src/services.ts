@@ -226,6 +226,8 @@ export async function createServices(
     Math.max(config.keyCacheTtlMs, 1000),
     logError('credit could not be loaded'),
     options.now,
+    // The recorder is made below; the gate asks it only when serving requests.
+    (organizationId) => usage.unwrittenCost?.(organizationId) ?? 0,
   );
   notifier.on('billing', (organizationId) => creditGate.invalidate(organizationId));
   lastUsed.start();

@@ -33,6 +33,8 @@ export class CreditGate {
     private readonly ttlMs: number,
     private readonly onError: (error: unknown) => void,
     private readonly now: () => number = Date.now,
+    /** This instance's usage not yet in the database, which a balance read cannot see yet. */
+    private readonly unwritten: (organizationId: string) => number = () => 0,
   ) {}
 
   /** Throws the 429 when the organization has run out; a promise only for its very first request. */
@@ -40,8 +42,14 @@ export class CreditGate {
     const entry = this.#entries.get(organizationId);
     if (!entry) return this.#load(organizationId).then(() => this.#decide(organizationId));
     // A grant expired (a trial ending): its credit is gone now, not at the next refresh.
-    if (entry.stopsAtZero && entry.creditExpiresAt <= this.now())
-      return this.#load(organizationId).then(() => this.#decide(organizationId));
+    if (entry.stopsAtZero && entry.creditExpiresAt <= this.now()) {
+      // A load already on its way may have read the credit before it expired: load once more after it.
+      const pending = entry.loading ?? Promise.resolve();
+      return pending
+        .catch(() => {})
+        .then(() => this.#load(organizationId))
+        .then(() => this.#decide(organizationId));
+    }
     if (entry.expiresAt <= this.now() && !entry.loading) void this.#load(organizationId).catch(this.onError);
     return this.#decide(organizationId);
   }
@@ -76,8 +84,11 @@ export class CreditGate {
     const loading = (async () => {
       const account = await this.billing.account(organizationId);
       const stopsAtZero = account.plan !== 'pay_as_you_go';
+      // Taken before the balance: usage written in between is subtracted twice (refusing a little
+      // early, until the next load), never not at all (letting a request through on spent credit).
+      const unwritten = stopsAtZero ? this.unwritten(organizationId) : 0;
       const balance = stopsAtZero ? await this.billing.balance(organizationId) : undefined;
-      const available = balance?.availableNanoUsd ?? 0;
+      const available = (balance?.availableNanoUsd ?? 0) - unwritten;
       const creditExpiresAt = (balance?.grants ?? []).reduce(
         (first, g) => Math.min(first, g.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY),
         Number.POSITIVE_INFINITY,

@@ -17,6 +17,8 @@ export interface UsageRecorder {
   /** Writes what is pending; resolves when it is stored. */
   flush(): Promise<void>;
   close(): Promise<void>;
+  /** nano-USD of the organization's usage recorded here and not yet in the database. */
+  unwrittenCost?(organizationId: string): number;
 }
 
 /** Keeps events in memory: for tests and for reading back what the gateway recorded. */
@@ -80,6 +82,13 @@ export class DatabaseUsageRecorder implements UsageRecorder {
 
   get pending(): number {
     return this.#pending.length;
+  }
+
+  unwrittenCost(organizationId: string): number {
+    let cost = 0;
+    for (const { event } of this.#pending)
+      if (event.organizationId === organizationId) cost += event.costNanoUsd;
+    return cost;
   }
 
   record(event: UsageEvent): void {

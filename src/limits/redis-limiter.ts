@@ -395,20 +395,28 @@ export class RedisLimiter implements Limiter {
   }
 
   /**
-   * Rejects with a RedisTimeoutError when Redis has not answered within the command timeout. When
-   * the timer fires, the check waits one turn of the event loop (setImmediate runs after the poll
-   * phase), so a reply that arrived in time but sat unread behind a busy event loop still counts:
-   * only a slow Redis, not a busy gateway, makes the limiter fall back to local limits.
+   * Rejects with a RedisTimeoutError when Redis has not answered within the command timeout, as
+   * the event loop saw it. A timer that fires late means the gateway, not Redis, was busy — the
+   * command may not even have been written yet (auto-pipelining sends it on the next turn) — so
+   * Redis gets one fresh timeout from then. On time, the check still waits one turn (setImmediate
+   * runs after the poll phase), so a reply that arrived but sat unread still counts. Only a slow
+   * Redis, not a busy gateway, makes the limiter fall back to local limits.
    */
   private answerWithin<T>(reply: Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let settled = false;
-      const timer = setTimeout(() => {
+      let timer: NodeJS.Timeout;
+      const giveUp = () =>
         setImmediate(() => {
           if (settled) return;
           settled = true;
           reject(new RedisTimeoutError(this.commandTimeoutMs));
         });
+      const due = performance.now() + this.commandTimeoutMs;
+      timer = setTimeout(() => {
+        const late = performance.now() - due;
+        if (late > this.commandTimeoutMs / 2) timer = setTimeout(giveUp, this.commandTimeoutMs);
+        else giveUp();
       }, this.commandTimeoutMs);
       reply.then(
         (value) => {

@@ -184,6 +184,33 @@ describe.each(backends)('prepaid credit through the gateway, database recorder (
   });
 });
 
+describe.each(backends)('the credit view reloaded while usage is not yet written (%s)', (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // Batches written rarely: the usage of these requests stays in the recorder, not the database.
+    t = await createTestApp({ backend, config: { prices: [PRICE], usageFlushMs: 600_000 } });
+  });
+  afterAll(() => t?.close());
+
+  it('counts this instance’s unwritten usage: a reload does not hand spent credit back', async () => {
+    const key = await createProjectKey(t, t.instance.project.id);
+    const client = countingClient(
+      { apiKey: key.value, baseURL: 'http://keyport.test/v1', fetch: injectFetch(t.app), maxRetries: 0 },
+      { attempts: 0 },
+    );
+    await setPlan(t, 'prepaid');
+    await grantCredit(t, { amount_cents: 1 });
+    const first = await chat(client); // the one cent is spent (a request costs more)
+    expect(first.usage!.total_tokens).toBeGreaterThan(0);
+    // The database still has the cent; the view is reloaded from it (another change, a TTL).
+    t.services.creditGate.invalidate(t.instance.organization.id);
+    await expectInsufficientQuota(chat(client));
+    await t.services.usage.flush();
+    t.services.creditGate.invalidate(t.instance.organization.id);
+    await expectInsufficientQuota(chat(client));
+  });
+});
+
 describe.each(backends)('free trial and pay as you go on the gateway, fake clock (%s)', (backend) => {
   let gw: TestGateway;
   let clock: number;
