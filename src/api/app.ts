@@ -8,6 +8,7 @@ import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   LogController,
 } from 'fastify';
 import { ApiError } from '../core/errors.ts';
@@ -34,6 +35,11 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     routerOptions: { ignoreTrailingSlash: true },
     // The client's address: the socket's, or X-Forwarded-For only when the peer is a trusted proxy.
     trustProxy: services.config.trustedProxies.length > 0 ? services.config.trustedProxies : false,
+    // A malformed URL (bad percent-encoding) answers in OpenAI's error shape too.
+    frameworkErrors: (error, _request, reply) => {
+      const apiError = new ApiError('invalid_request', `Invalid URL: ${error.message}`);
+      (reply as FastifyReply).status(apiError.status).send(apiError.toBody());
+    },
   });
 
   // An empty body with a JSON content type is an empty request, not an error (SDKs send that).

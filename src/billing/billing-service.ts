@@ -243,9 +243,10 @@ export class BillingService {
     if (
       !Number.isInteger(input.amountCents) ||
       input.amountCents <= 0 ||
-      input.amountCents > 100_000_000_00
+      // $9M: in nano-USD still below 2^53, where the arithmetic on it stays exact.
+      input.amountCents > 900_000_000
     ) {
-      throw badRequest('Invalid amount: whole cents, more than 0.', 'amount');
+      throw badRequest('Invalid amount: whole cents, more than 0 and at most 900000000 ($9M).', 'amount');
     }
     if (input.expiresAt && input.expiresAt.getTime() <= this.#now()) {
       throw badRequest('Invalid expires_at: it must be in the future.', 'expires_at');
@@ -459,7 +460,11 @@ export class BillingService {
         select coalesce(sum(amount_nano_usd), 0) as total from credit_draws
         where organization_id = ${organizationId} and month_start = ${new Date(start).toISOString()}::timestamptz`),
     );
-    const amounts = invoiceAmounts(invoiceLines(usage), Number(drawn?.total ?? 0));
+    const usageNano = usage.reduce(
+      (sum, row) => sum + row.costInput + row.costCached + row.costOutput + row.costUnits,
+      0,
+    );
+    const amounts = invoiceAmounts(invoiceLines(usage), Number(drawn?.total ?? 0), usageNano);
     return {
       invoice: null,
       lines: amounts.lines.map((line, position) => ({ position, ...line })),

@@ -206,11 +206,16 @@ describe('invoiceLines', () => {
             expect(line.quantity).toBe(sum!.quantity);
             expect(line.amountCents).toBe(cents(sum!.nano));
           }
-          const amounts = invoiceAmounts(lines, credit);
+          const usageNano = [...expected.values()].reduce((s, e) => s + e.nano, 0);
+          const drawn = Math.min(credit, usageNano); // credit is drawn for usage only
+          const amounts = invoiceAmounts(lines, drawn, usageNano);
           const subtotal = lines.reduce((s, l) => s + l.amountCents, 0);
           expect(amounts.subtotalCents).toBe(subtotal);
-          expect(amounts.creditsCents).toBe(Math.min(subtotal, cents(credit)));
-          expect(amounts.totalCents).toBe(subtotal - amounts.creditsCents);
+          // Due: what the credit left, rounded once; all covered → nothing due.
+          expect(amounts.totalCents).toBe(Math.min(subtotal, cents(usageNano - drawn)));
+          if (drawn === usageNano) expect(amounts.totalCents).toBe(0);
+          expect(amounts.creditsCents).toBe(subtotal - amounts.totalCents);
+          expect(amounts.creditsCents).toBeGreaterThanOrEqual(0);
           expect(amounts.totalCents).toBeGreaterThanOrEqual(0);
           expect(amounts.lines).toBe(lines);
         },
@@ -230,19 +235,30 @@ describe('invoiceAmounts', () => {
     amountCents,
   });
 
-  it('applies credit drawn (rounded half up), never more than the subtotal', () => {
-    expect(invoiceAmounts([line(100), line(23)], 20 * CENT + 5_000_000)).toMatchObject({
+  it('charges what the credit did not cover, rounded once; never credits more than the subtotal', () => {
+    // 123¢ of usage, 20.05¢ of it from credit: 102.95¢ due, rounded once to 103.
+    expect(invoiceAmounts([line(100), line(23)], 20 * CENT + 5_000_000, 123 * CENT)).toMatchObject({
       subtotalCents: 123,
-      creditsCents: 21,
-      totalCents: 102,
+      creditsCents: 20,
+      totalCents: 103,
     });
-    expect(invoiceAmounts([line(100), line(23)], 500 * CENT)).toMatchObject({
+    expect(invoiceAmounts([line(100), line(23)], 123 * CENT, 123 * CENT)).toMatchObject({
       subtotalCents: 123,
       creditsCents: 123,
       totalCents: 0,
     });
-    expect(invoiceAmounts([line(5)], 4_999_999)).toMatchObject({ creditsCents: 0, totalCents: 5 });
-    expect(invoiceAmounts([], 10 * CENT)).toMatchObject({ subtotalCents: 0, creditsCents: 0, totalCents: 0 });
+    expect(invoiceAmounts([line(5)], 0, 5 * CENT)).toMatchObject({ creditsCents: 0, totalCents: 5 });
+    expect(invoiceAmounts([], 0, 0)).toMatchObject({ subtotalCents: 0, creditsCents: 0, totalCents: 0 });
+  });
+
+  it('a month paid entirely from credit leaves nothing to pay, however its lines round', () => {
+    // 40 lines of half a cent: each rounds up to 1¢ (40¢), the usage is 20¢, all of it from credit.
+    const lines = Array.from({ length: 40 }, () => line(1));
+    expect(invoiceAmounts(lines, 40 * 5_000_000, 40 * 5_000_000)).toMatchObject({
+      subtotalCents: 40,
+      creditsCents: 40,
+      totalCents: 0,
+    });
   });
 });
 

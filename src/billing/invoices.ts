@@ -74,10 +74,16 @@ export function invoiceLines(usage: readonly UsageByModel[]): InvoiceLine[] {
 const ORDER = ['input', 'cached input', 'output', 'images', 'characters', 'seconds', 'units'];
 const ITEM_ORDER = (item: string) => ORDER.indexOf(item);
 
-export function invoiceAmounts(lines: InvoiceLine[], creditNano: number): InvoiceAmounts {
+/**
+ * What is due is what the credit did not cover, rounded once from nano-USD (`usageNano`, the
+ * exact total of the lines): lines rounded one by one may add up to more or less than it, and a
+ * month paid entirely from credit must leave exactly 0 to pay. Credits are the rest of the
+ * subtotal, so that subtotal − credits = total on the invoice, and never more than the subtotal.
+ */
+export function invoiceAmounts(lines: InvoiceLine[], creditNano: number, usageNano: number): InvoiceAmounts {
   const subtotalCents = lines.reduce((sum, line) => sum + line.amountCents, 0);
-  const creditsCents = Math.min(subtotalCents, nanoToCents(creditNano));
-  return { lines, subtotalCents, creditsCents, totalCents: subtotalCents - creditsCents };
+  const totalCents = Math.min(subtotalCents, nanoToCents(Math.max(0, usageNano - creditNano)));
+  return { lines, subtotalCents, creditsCents: subtotalCents - totalCents, totalCents };
 }
 
 /** `KP-202611-0007`: the month, then the invoice's place in it. */

@@ -193,6 +193,44 @@ describe.each(backends)('metering on %s', (backend) => {
     expect(errors).toHaveLength(2);
   });
 
+  it('memory shed while a batch is being written drops the oldest unwritten events, not newer ones', async () => {
+    const org = await newOrganization();
+    // The database answers the first write only when told to.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let writes = 0;
+    const slow = {
+      transaction: async (fn: (tx: unknown) => unknown) => {
+        if (writes++ === 0) await gate;
+        return store.db.transaction(fn as never);
+      },
+    } as unknown as Db;
+    const recorder = new DatabaseUsageRecorder(slow, {
+      timeZone: 'UTC',
+      flushMs: 60_000,
+      batchSize: 3,
+      maxPending: 5,
+      onError: (e) => errors.push(e),
+    });
+    await recorder.start();
+    const errors: unknown[] = [];
+    const events = Array.from({ length: 9 }, (_, i) => event(3000 + i, org));
+    for (const e of events.slice(0, 3)) recorder.record(e); // a batch of 3 starts writing, and waits
+    while (writes === 0) await new Promise((resolve) => setImmediate(resolve));
+    for (const e of events.slice(3)) recorder.record(e); // 9 in memory, 5 allowed: the 4 oldest shed
+    release();
+    await recorder.flush();
+    await recorder.close();
+    expect(errors).toEqual([]);
+    // The batch in flight was written; of the shed ones only event 3 was never written.
+    const ids = (i: number[]) => i.map((n) => events[n]!.requestId).sort();
+    expect(await storedIds(org)).toEqual(ids([0, 1, 2, 4, 5, 6, 7, 8]));
+    expect(recorder.lost).toBe(1);
+    expect(errors).toEqual([]);
+  });
+
   it('journals each event before record returns; the next process replays what the database did not get', async () => {
     const org = await newOrganization();
     const dir = journalDir();

@@ -55,6 +55,8 @@ interface Pending {
 
 export class DatabaseUsageRecorder implements UsageRecorder {
   #pending: Pending[] = [];
+  /** The batch being written: shedding it from memory loses nothing unless its write fails. */
+  #inFlight = new Set<Pending>();
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
   /** Events dropped from memory while the database was away; they are replayed from the journal. */
@@ -143,6 +145,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     const size = this.options.batchSize ?? 500;
     while (this.#pending.length > 0) {
       const batch = this.#pending.slice(0, size);
+      this.#inFlight = new Set(batch);
       try {
         const result = await ingestUsage(
           this.db,
@@ -151,10 +154,18 @@ export class DatabaseUsageRecorder implements UsageRecorder {
         );
         this.options.onWritten?.('batch', result.inserted, batch.length);
       } catch (error) {
+        // Those shed from memory while this write was failing are gone from memory now too.
+        const kept = new Set(this.#pending);
+        for (const p of batch) if (!kept.has(p)) this.#dropped(p);
+        this.#inFlight = new Set();
         this.options.onError(error, 'usage events could not be written; will retry', this.#pending.length);
         return; // keep them; the next flush tries again
       }
-      this.#pending.splice(0, batch.length);
+      this.#inFlight = new Set();
+      // By identity, not position: while the batch was being written, memory may have shed its
+      // oldest events (an outage), and the front of the queue is then other, unwritten ones.
+      const written = new Set(batch);
+      this.#pending = this.#pending.filter((p) => !written.has(p));
       this.#committed(batch);
     }
     if (this.#spilled) await this.#replaySpilled();
@@ -174,10 +185,12 @@ export class DatabaseUsageRecorder implements UsageRecorder {
   /** Too many waiting: the oldest leave memory; those in the journal are replayed from it later. */
   #shed(excess: number): void {
     const dropped = this.#pending.splice(0, excess);
-    for (const { segment } of dropped) {
-      if (segment === undefined) this.lost++;
-      else this.#spilled = true;
-    }
+    for (const p of dropped) if (!this.#inFlight.has(p)) this.#dropped(p);
+  }
+
+  #dropped({ segment }: Pending): void {
+    if (segment === undefined) this.lost++;
+    else this.#spilled = true;
   }
 
   /** After an outage that overflowed memory: everything still in closed segments, from disk. */

@@ -82,6 +82,11 @@ export const DEFAULT_PRICES: Record<string, ModelPrice> = {
 export const FREE: ModelPrice = { input: 0, cachedInput: 0, output: 0, unit: 0 };
 const DATED_SNAPSHOT = /-\d{4}-\d{2}-\d{2}$/;
 
+/** `gpt-4o-2024-08-06` → `gpt-4o`: a dated snapshot belongs to its model (prices, rate limits). */
+export function modelOfSnapshot(model: string): string {
+  return model.replace(DATED_SNAPSHOT, '');
+}
+
 interface CompiledRule {
   rule: PriceRule;
   exact: boolean;

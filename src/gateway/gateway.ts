@@ -65,15 +65,29 @@ export function registerGateway(services: Services) {
         );
       }
     });
-    app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer) => ({
-      raw,
-      json: undefined,
-      model: await multipartModel(request, raw),
-    }));
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, async (request: FastifyRequest, raw: Buffer) => {
+      const type = request.headers['content-type'] ?? '';
+      if (type.startsWith('multipart/form-data'))
+        return { raw, json: undefined, model: await multipartModel(request, raw) };
+      // Many upstreams read a JSON body whatever its content type says (or with none): so does
+      // the gateway, or its model would escape the allow-list, the limits and the price.
+      const json = jsonObjectOf(raw);
+      if (json) {
+        const model = json.model;
+        return { raw, json, model: typeof model === 'string' ? model : undefined };
+      }
+      return { raw, json: undefined, model: undefined };
+    });
 
     // Authenticate before reading the body: a bad key costs no upload.
     app.addHook('onRequest', async (request) => {
       const path = pathOf(request);
+      // The path is checked here and sent upstream as is: a dot segment (`/files/../chat/…`) or an
+      // encoded one would be resolved upstream into another endpoint than the one authorized (or
+      // out of /v1 altogether, with the upstream's credential).
+      if (!safePath(request.method, path)) {
+        throw new ApiError('not_found', `Invalid URL (${request.method} /v1${path})`);
+      }
       request.gatewayPath = path;
       if (request.method === 'GET' && KEY_SELF_PATHS.has(path)) {
         // The key's own view needs no permission: any valid key may read itself.
@@ -126,7 +140,9 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   const principal = request.gatewayPrincipal;
   const body = request.body as GatewayBody | undefined;
   const model = body?.model;
-  if (rule.metered && model === undefined) {
+  // A key limited to some models cannot use an endpoint that takes one without naming it: the
+  // upstream's default would escape the allow-list.
+  if (model === undefined && (rule.metered || (rule.kind && principal.key.restrictsModels))) {
     throw badRequest('You must provide a model parameter.', 'model');
   }
   if (model !== undefined) checkModel(principal, model);
@@ -491,10 +507,35 @@ function upstreamFailure(error: unknown, upstream: Upstream): ApiError {
 }
 
 /** The path below /v1, without the query string. */
+/**
+ * No `.`/`..` segment, literal or percent-encoded, no backslash, no empty segment; no encoded
+ * slash either, but in the model ids the gateway itself answers (`GET /models/org%2Fmodel`).
+ */
+function safePath(method: string, path: string): boolean {
+  if (/%2e|%5c|\\/i.test(path)) return false;
+  if (/%2f/i.test(path) && !(method === 'GET' && path.startsWith('/models/'))) return false;
+  const segments = path.split('/').slice(1);
+  return !segments.some((s, i) => s === '.' || s === '..' || (s === '' && i < segments.length - 1));
+}
+
 function pathOf(request: FastifyRequest): string {
   const url = request.url;
   const end = url.indexOf('?');
   return (end === -1 ? url : url.slice(0, end)).slice('/v1'.length) || '/';
+}
+
+/** The body as a JSON object, if it is one (whatever its content type said). */
+function jsonObjectOf(raw: Buffer): Record<string, unknown> | undefined {
+  const first = raw.find((byte) => byte !== 0x20 && byte !== 0x0a && byte !== 0x0d && byte !== 0x09);
+  if (first !== 0x7b) return undefined; // '{'
+  try {
+    const json: unknown = JSON.parse(raw.toString('utf8'));
+    return typeof json === 'object' && json !== null && !Array.isArray(json)
+      ? (json as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The `model` field of a multipart form (audio transcriptions, image edits), parsed by undici. */
@@ -503,9 +544,13 @@ async function multipartModel(request: FastifyRequest, raw: Buffer): Promise<str
   if (!type?.startsWith('multipart/form-data')) return undefined;
   try {
     const form = await new Response(raw, { headers: { 'content-type': type } }).formData();
-    const model = form.get('model');
+    const models = form.getAll('model');
+    // Upstreams disagree on which of two `model` fields counts: the one checked must be the only one.
+    if (models.length > 1) throw badRequest('The form has more than one model field.', 'model');
+    const model = models[0];
     return typeof model === 'string' ? model : undefined;
-  } catch {
+  } catch (error) {
+    if (error instanceof ApiError) throw error;
     throw badRequest('We could not parse the multipart body of your request.');
   }
 }

@@ -29,6 +29,8 @@ const NOT_TO_UPSTREAM = new Set([
   'x-forwarded-proto',
   'x-real-ip',
   'x-request-id',
+  // Node has already answered the client's 100-continue; undici refuses to send it again.
+  'expect',
 ]);
 
 /**

@@ -25,8 +25,8 @@ import type { GatewayPrincipal } from './authorize.ts';
 export const KEY_SELF_PATHS = new Set(['/key', '/key/usage']);
 
 const usageQuery = z.strictObject({
-  start_time: z.coerce.number().int().min(0),
-  end_time: z.coerce.number().int().min(1).optional(),
+  start_time: z.coerce.number().int().min(0).max(32_503_680_000),
+  end_time: z.coerce.number().int().min(1).max(32_503_680_000).optional(),
   bucket_width: z.enum(['1m', '1h', '1d']).default('1d'),
   limit: z.coerce.number().int().min(1).max(1440).optional(),
 });

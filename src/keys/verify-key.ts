@@ -40,6 +40,8 @@ export interface VerifiedKey {
   scopes: string[];
   permissions: Permissions;
   allowsModel: ModelMatcher;
+  /** The key names the models it may use (a request must then name one). */
+  restrictsModels: boolean;
   expiresAt: Date | null;
 }
 
@@ -160,6 +162,7 @@ function compile(row: SecretLookup): Snapshot {
       scopes: key.scopes,
       permissions: permissionsFromScopes(key.scopes),
       allowsModel: compileModelAllowList(key.allowedModels),
+      restrictsModels: key.allowedModels.length > 0,
       expiresAt: key.expiresAt,
     },
     project: project ? { id: project.id, name: project.name } : null,

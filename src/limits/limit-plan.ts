@@ -3,7 +3,9 @@
  * concurrency slots and budget counters for a key and a model. Plans are built once per
  * (key, model) and cached with the organization's limits, so the hot path is two map lookups.
  */
+
 import type { BudgetPeriod } from '../core/periods.ts';
+import { modelOfSnapshot } from '../core/pricing.ts';
 import type { BudgetRow, LimitScope, RateLimitRow, SpendAlertRow } from '../store/schema.ts';
 import type { ConcurrencySlot, RateBucket } from './limiter.ts';
 import { ALL_MODELS } from './limits-service.ts';
@@ -87,7 +89,13 @@ export function buildPlan(
   const labels = new Map<RateBucket | ConcurrencySlot, BucketLabel>();
   for (const row of limits.rateLimits) {
     if (!applies(row.scopeType, row.scopeId)) continue;
-    if (row.model !== ALL_MODELS && row.model !== model) continue;
+    // A model's limit covers its dated snapshots too, as OpenAI's do (and as its price does).
+    if (
+      row.model !== ALL_MODELS &&
+      row.model !== model &&
+      (model === undefined || row.model !== modelOfSnapshot(model))
+    )
+      continue;
     const label = (name: string): BucketLabel => ({ scope: row.scopeType, scopeId: row.scopeId, name });
     const add = (
       suffix: string,

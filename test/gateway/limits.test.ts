@@ -187,6 +187,22 @@ describe('rate limits on the gateway', () => {
     expect(refused.status).toBe(429);
   });
 
+  it('a model’s limit covers its dated snapshots, as its price does', async () => {
+    const key = await gw.createKey();
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      'mock-gpt-4o',
+      { maxRequestsPerMinute: 1 },
+      TEST_ACTOR,
+    );
+    expect((await post(key, chatBody({ model: 'mock-gpt-4o-2024-08-06' }))).status).toBe(200);
+    expect((await post(key)).status).toBe(429);
+    expect((await post(key, chatBody({ model: 'mock-gpt-4o-2024-11-20' }))).status).toBe(429);
+    // Another model is another model.
+    expect((await post(key, chatBody({ model: 'mock-gpt-4o-mini' }))).status).toBe(200);
+  });
+
   it('charges estimated tokens at admission and reconciles them with the real usage', async () => {
     const key = await gw.createKey();
     await gw.services.limits.updateRateLimit(

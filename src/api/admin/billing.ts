@@ -54,20 +54,27 @@ const detailsBody = z.strictObject({
   billing_address: z.array(z.string().max(200)).max(8).optional(),
   tax_id: z.string().max(64).nullable().optional(),
 });
+/** Unix seconds up to the year 3000 (beyond, a date the database cannot store). */
+const unixTime = z.number().int().positive().max(32_503_680_000);
+/**
+ * Money in cents up to $9M a time: in nano-USD that is below 2^53, where JavaScript numbers stop
+ * being exact (larger sums are several grants or payments).
+ */
+const cents = z.number().int().min(1).max(900_000_000);
 const grantBody = z.strictObject({
   organization_id: orgParam,
-  amount_cents: z.number().int().min(1),
+  amount_cents: cents,
   kind: z.enum(['trial', 'top_up', 'promotion', 'adjustment']).default('promotion'),
-  expires_at: z.number().int().positive().nullable().optional(),
+  expires_at: unixTime.nullable().optional(),
   note: z.string().max(500).nullable().optional(),
 });
 const paymentBody = z.strictObject({
   organization_id: orgParam,
-  amount_cents: z.number().int().min(1),
+  amount_cents: cents,
   invoice_id: z.string().min(1).max(128).nullable().optional(),
   method: z.string().max(64).nullable().optional(),
   reference: z.string().max(200).nullable().optional(),
-  credit_expires_at: z.number().int().positive().nullable().optional(),
+  credit_expires_at: unixTime.nullable().optional(),
 });
 const issueBody = z.strictObject({ organization_id: orgParam, month: z.string() });
 const priceBody = z.strictObject({
@@ -76,7 +83,7 @@ const priceBody = z.strictObject({
   cached_input: z.number().min(0).nullable().optional(),
   output: z.number().min(0),
   unit: z.number().min(0).nullable().optional(),
-  effective_at: z.number().int().positive().optional(),
+  effective_at: unixTime.optional(),
 });
 
 export function billingRoutes(app: FastifyInstance, services: Services): void {
