@@ -59,3 +59,16 @@ describe('periodBounds', () => {
     );
   });
 });
+
+describe('days where midnight does not exist', () => {
+  it('a day begins when the clocks jump forward at 00:00 (America/Santiago, 2024-09-08)', () => {
+    // 2024-09-08 00:00 -04 never happened: clocks went from 23:59:59 -04 to 01:00 -03 (04:00Z).
+    const now = Date.UTC(2024, 8, 8, 3, 30); // 23:30 on Sep 7, local time
+    const sep7 = periodBounds('day', now, 'America/Santiago');
+    expect(sep7.start <= now && now < sep7.end).toBe(true);
+    expect(new Date(sep7.end).toISOString()).toBe('2024-09-08T04:00:00.000Z');
+    const sep8 = periodBounds('day', sep7.end, 'America/Santiago');
+    expect(sep8.start).toBe(sep7.end);
+    expect(new Date(sep8.end).toISOString()).toBe('2024-09-09T03:00:00.000Z');
+  });
+});

@@ -61,13 +61,30 @@ function offsetAt(instant: number, timeZone: string): number {
   return asUtc - Math.floor(instant / 1000) * 1000;
 }
 
-/** The instant at which the zone's wall clock shows midnight of the given date. */
+/**
+ * The first instant of the given date on the zone's wall clock: its midnight, or — where clocks
+ * jump forward at midnight (Santiago, Havana…) and 00:00 never shows — the instant they jump.
+ */
 function midnight(year: number, month: number, day: number, timeZone: string): number {
   const guess = Date.UTC(year, month - 1, day);
   // Two passes: the offset at the first estimate may differ from the offset at the answer (DST).
   let instant = guess - offsetAt(guess, timeZone);
   instant = guess - offsetAt(instant, timeZone);
-  return instant;
+  const w = wallClock(instant, timeZone);
+  if (w.year === year && w.month === month && w.day === day && w.hour === 0 && w.minute === 0) return instant;
+  // No midnight that day: search the jump, to the second, within three hours either side.
+  const dateOf = (t: number) => {
+    const c = wallClock(t, timeZone);
+    return Date.UTC(c.year, c.month - 1, c.day);
+  };
+  let lo = instant - 3 * 3_600_000; // before the date
+  let hi = instant + 3 * 3_600_000; // on it
+  while (hi - lo > 1000) {
+    const mid = lo + Math.floor((hi - lo) / 2000) * 1000;
+    if (dateOf(mid) >= guess) hi = mid;
+    else lo = mid;
+  }
+  return hi;
 }
 
 export function periodBounds(period: BudgetPeriod, now: number, timeZone = 'UTC'): PeriodBounds {
