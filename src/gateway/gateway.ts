@@ -225,7 +225,9 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort);
   }
 
-  if (rule.metered || contentType.includes('application/json')) {
+  // Transcripts as text, SRT or VTT are small: read whole, so their length can be billed.
+  const textTranscript = rule.kind === 'audio_transcriptions' && contentType.startsWith('text/');
+  if (rule.metered || contentType.includes('application/json') || textTranscript) {
     let buffer: Buffer;
     try {
       buffer = Buffer.from(await response.body.arrayBuffer());
@@ -254,7 +256,10 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
         usage.estimated = true;
         tokens = { inputTokens: countPromptTokens(body?.json), cachedTokens: 0, outputTokens: 0 };
       } else {
-        units = unitsFrom(rule.kind, body?.json, parsed);
+        const text = parsed === undefined ? buffer.toString('utf8') : undefined;
+        units = unitsFrom(rule.kind, body?.json, parsed ?? text);
+        // Read off SRT/VTT cue times (or not at all, from plain text): not the upstream's figure.
+        if (text !== undefined) usage.estimated = true;
       }
     }
     // Recorded before the body is sent: a client that got its answer has a usage record.
@@ -266,6 +271,8 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   // held until the usage is recorded. 'close' also fires when the client goes away mid-body, which
   // must still end the request's concurrency lease.
   const units = response.statusCode < 400 ? unitsFrom(rule.kind, body?.json, undefined) : 0;
+  // A body not read (streamed images): its units come from the request, so they are an estimate.
+  if (rule.kind === 'images') usage.estimated = true;
   reply.raw.once('close', () =>
     usage.record(reply.raw.writableFinished ? response.statusCode : 499, undefined, units),
   );

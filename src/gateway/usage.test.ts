@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SseUsageTap } from './usage.ts';
+import { lastCueEnd, SseUsageTap, unitsFrom } from './usage.ts';
 
 const chunk = (content: string) =>
   `data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${content}"}}],"usage":null}\n\n`;
@@ -71,5 +71,23 @@ describe('SseUsageTap', () => {
       'event: response.completed\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":1}}}\n\n';
     expect(responses.push(encode(delta + completed))).toBe(delta);
     expect(responses.release()).toBe(completed);
+  });
+});
+
+describe('units of endpoints billed by the unit', () => {
+  it('a transcript as SRT or VTT is billed to its last cue; plain text has no times', () => {
+    const srt = '1\n00:00:00,000 --> 00:00:04,200\nHello\n\n2\n00:00:04,200 --> 00:01:02,500\nthere\n';
+    const vtt = 'WEBVTT\n\n00:00.000 --> 00:03.100\nHi\n\n01:00:00.000 --> 01:00:09.250\nbye\n';
+    expect(lastCueEnd(srt)).toBe(62.5);
+    expect(unitsFrom('audio_transcriptions', {}, srt)).toBe(63);
+    expect(unitsFrom('audio_transcriptions', {}, vtt)).toBe(3610);
+    expect(unitsFrom('audio_transcriptions', {}, 'Just the words, no times.')).toBe(0);
+    expect(unitsFrom('audio_transcriptions', {}, { text: 'x', duration: 12.2 })).toBe(13);
+  });
+
+  it('images: counted in the answer, or as many as asked for when the answer is not read (a stream)', () => {
+    expect(unitsFrom('images', { n: 3 }, { data: [{}, {}] })).toBe(2);
+    expect(unitsFrom('images', { n: 3 }, undefined)).toBe(3);
+    expect(unitsFrom('images', {}, undefined)).toBe(1);
   });
 });

@@ -185,10 +185,13 @@ export function unitsFrom(
   };
   switch (kind) {
     case 'images':
-      return Array.isArray(body.data) ? body.data.length : 0;
+      // Counted in the answer; for a streamed one (not read here), as many as were asked for.
+      if (Array.isArray(body.data)) return body.data.length;
+      return response === undefined ? Math.max(1, Math.floor(positive(request?.n)) || 1) : 0;
     case 'audio_speeches':
       return typeof request?.input === 'string' ? [...request.input].length : 0;
     case 'audio_transcriptions':
+      if (typeof response === 'string') return Math.ceil(lastCueEnd(response));
       return Math.ceil(positive(body.usage?.seconds) || positive(body.duration));
     default:
       return 0;
@@ -196,6 +199,16 @@ export function unitsFrom(
 }
 
 const positive = (value: unknown): number => (typeof value === 'number' && value > 0 ? value : 0);
+
+/** The latest cue time in an SRT or VTT transcript (`00:01:02,500` / `00:01:02.500`), in seconds; 0 for plain text. */
+export function lastCueEnd(transcript: string): number {
+  let latest = 0;
+  for (const m of transcript.matchAll(/(?:(\d{1,2}):)?(\d{2}):(\d{2})[,.](\d{3})/g)) {
+    const seconds = Number(m[1] ?? 0) * 3600 + Number(m[2]) * 60 + Number(m[3]) + Number(m[4]) / 1000;
+    if (seconds > latest) latest = seconds;
+  }
+  return latest;
+}
 
 /** JSON.parse that answers `undefined` for anything that is not JSON. */
 export function parseJson(text: string): unknown {

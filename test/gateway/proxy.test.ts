@@ -34,6 +34,8 @@ interface HeaderUpstream {
   close(): Promise<void>;
 }
 
+const SRT = '1\n00:00:00,000 --> 00:00:04,200\nHello\n\n2\n00:00:04,200 --> 00:01:02,500\nthere\n';
+
 async function startHeaderUpstream(): Promise<HeaderUpstream> {
   const received: http.IncomingHttpHeaders[] = [];
   const server = http.createServer((req, res) => {
@@ -43,6 +45,12 @@ async function startHeaderUpstream(): Promise<HeaderUpstream> {
       if (req.url === '/v1/chat/completions' && req.headers['x-answer'] === 'html-500') {
         res.writeHead(500, { 'content-type': 'text/html' });
         res.end('<html><body>Internal Server Error at 10.0.0.5</body></html>');
+        return;
+      }
+      if (req.url === '/v1/audio/transcriptions') {
+        // A transcript asked for as SRT: no duration field, only cue times.
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(SRT);
         return;
       }
       if (req.url !== '/v1/chat/completions') {
@@ -436,6 +444,28 @@ describe('proxying', () => {
       await client.embeddings.create({ model: 'mock-embedding-small', input: 'x' });
       expect(gw.mock.received.length).toBe(mainBefore + 2);
       expect(gw.mock.received.at(-1)?.path).toBe('/v1/embeddings');
+    });
+  });
+
+  it('a transcript as SRT passes through whole and is billed by its last cue time, as an estimate', async () => {
+    const form = new FormData();
+    form.append('model', 'hdr-whisper');
+    form.append('response_format', 'srt');
+    form.append('file', new Blob([Buffer.from('RIFF....WAVE')]), 'a.wav');
+    const before = gw.usage.events.length;
+    const response = await fetch(`${gw.url}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key.secret}` },
+      body: form,
+    });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe(SRT);
+    await expect.poll(() => gw.usage.events.length).toBe(before + 1);
+    expect(gw.usage.events.at(-1)).toMatchObject({
+      kind: 'audio_transcriptions',
+      model: 'hdr-whisper',
+      units: 63,
+      estimated: true,
     });
   });
 
