@@ -515,20 +515,20 @@ function upstreamFailure(error: unknown, upstream: Upstream): ApiError {
 
 /** The path below /v1, without the query string. */
 /**
- * No `.`/`..` segment, literal or percent-encoded, no backslash, no empty segment; no encoded
- * slash either, but in the model ids the gateway itself answers (`GET /models/org%2Fmodel`).
+ * No `.`/`..` segment, literal or percent-encoded, no backslash; no encoded slash either, but in
+ * the model ids the gateway itself answers (`GET /models/org%2Fmodel`).
  */
 function safePath(method: string, path: string): boolean {
   if (/%2e|%5c|\\/i.test(path)) return false;
   if (/%2f/i.test(path) && !(method === 'GET' && path.startsWith('/models/'))) return false;
-  const segments = path.split('/').slice(1);
-  return !segments.some((s, i) => s === '.' || s === '..' || (s === '' && i < segments.length - 1));
+  return !path.split('/').some((segment) => segment === '.' || segment === '..');
 }
 
 function pathOf(request: FastifyRequest): string {
   const url = request.url;
   const end = url.indexOf('?');
-  return (end === -1 ? url : url.slice(0, end)).slice('/v1'.length) || '/';
+  // `//` collapsed (a base URL ending in a slash): checked and forwarded the same.
+  return (end === -1 ? url : url.slice(0, end)).slice('/v1'.length).replace(/\/{2,}/g, '/') || '/';
 }
 
 /** The body as a JSON object, if it is one (whatever its content type said). */
