@@ -3,6 +3,7 @@
  * an admin key, exactly as curl or the `openai` SDK would: one code path for every surface, and
  * no second process opening the embedded database while the server holds it.
  */
+import { readFileSync } from 'node:fs';
 import { UserError } from '../core/user-error.ts';
 
 export class CliError extends UserError {}
@@ -12,8 +13,20 @@ export interface ClientOptions {
 }
 
 export function resolveBaseUrl(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): string {
-  const url = options.url ?? env.KEYPORT_URL ?? `http://127.0.0.1:${env.KEYPORT_PORT || 8080}`;
+  const url =
+    options.url ?? env.KEYPORT_URL ?? `http://127.0.0.1:${env.KEYPORT_PORT || configFilePort(env) || 8080}`;
   return url.replace(/\/+$/, '');
+}
+
+/** The port in the `KEYPORT_CONFIG` file, as the server reads it (the CLI finds the same server). */
+function configFilePort(env: NodeJS.ProcessEnv): number | undefined {
+  if (!env.KEYPORT_CONFIG) return undefined;
+  try {
+    const port = (JSON.parse(readFileSync(env.KEYPORT_CONFIG, 'utf8')) as { port?: unknown }).port;
+    return typeof port === 'number' ? port : undefined;
+  } catch {
+    return undefined; // the server will say what is wrong with the file
+  }
 }
 
 export class AdminClient {

@@ -68,7 +68,11 @@ export class Notifications {
     }));
     this.#logger.info(
       {
-        email: options.mailer ? 'custom' : config.smtpUrl ? redactUrl(config.smtpUrl) : 'log only',
+        email: config.smtpUrl
+          ? redactUrl(config.smtpUrl)
+          : options.mailer && !(options.mailer instanceof LogMailer)
+            ? 'custom'
+            : 'log only',
         webhooks: this.#webhooks.map((webhook) => webhookOrigin(webhook.url)),
       },
       'alert delivery channels',

@@ -2,7 +2,7 @@
 import { ApiError } from '../../core/errors.ts';
 import type { DenialCode } from '../../keys/verify-key.ts';
 
-const HINT = 'You can find your API keys with `keyport keys list` or in the Keyport dashboard.';
+const HINT = 'You can find your API keys with `keyport keys list` or the Admin API.';
 
 export function denialToError(code: DenialCode, redactedValue: string): ApiError {
   switch (code) {

@@ -182,6 +182,7 @@ function welcome(result: BootstrapResult, url: string, next?: string): string {
     'Then, in another terminal:',
     '',
     `  export KEYPORT_ADMIN_KEY=${result.adminKey.secret}`,
+    `  export KEYPORT_URL=${url}`,
     '  npx keyport keys create --name my-first-key     # a project key, printed once',
     '  npx keyport keys list',
     `  curl -s ${url}/v1/organization/projects -H "Authorization: Bearer $KEYPORT_ADMIN_KEY"`,

@@ -46,7 +46,7 @@ export function registerServerCommands(program: Command, globals: () => GlobalOp
 
   program
     .command('serve')
-    .description('serve the Admin API (and, with later issues, the gateway and dashboard) on one port')
+    .description('serve the gateway, the Admin API and the dashboard API on one port')
     .action(async () => (await actions()).serve());
 
   withInitOptions(
