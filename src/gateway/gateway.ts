@@ -315,11 +315,13 @@ async function streamEvents(
   if (res.destroyed && outcome === 'complete') outcome = 'client-gone';
 
   let tokens = tap.usage;
-  if (!tokens || outcome !== 'complete') {
+  // The upstream's own count, when its usage chunk came (it comes last): exact even if the stream
+  // broke or the client left after it. Without it, what was sent is counted here.
+  if (!tokens) {
     usage.estimated = true;
     tokens = {
-      inputTokens: tokens?.inputTokens ?? countPromptTokens(body?.json),
-      cachedTokens: tokens?.cachedTokens ?? 0,
+      inputTokens: countPromptTokens(body?.json),
+      cachedTokens: 0,
       outputTokens: countTokens(tap.outputText()),
     };
   }

@@ -331,8 +331,10 @@ function readHooks(headers: IncomingHttpHeaders, defaultDelayMs: number): Hooks 
     hooks.delayMs = ms;
   }
   if (breakAfter !== undefined) {
-    const count = headerInteger(breakAfter);
-    if (count === undefined) return new HookError(`x-mock-break-after must be a non-negative integer`);
+    // `done`: everything (the usage chunk included) but the closing `[DONE]`.
+    const count = breakAfter === 'done' ? Number.POSITIVE_INFINITY : headerInteger(breakAfter);
+    if (count === undefined)
+      return new HookError(`x-mock-break-after must be a non-negative integer or "done"`);
     hooks.breakAfter = count;
   }
   return hooks;
@@ -441,6 +443,9 @@ function stream(
     res.write(last, () => res.destroy());
   };
   const count = breakAfter === undefined ? plan.pieces.length : Math.min(breakAfter, plan.pieces.length);
+  // Broken just before `[DONE]`: the tail's usage chunk goes out first.
+  const beforeDone =
+    breakAfter === Number.POSITIVE_INFINITY ? plan.tail.slice(0, plan.tail.lastIndexOf(DONE)) : '';
 
   if (settings.chunkDelayMs === 0) {
     if (breakAfter === undefined) {
@@ -448,7 +453,7 @@ function stream(
       stats.streamsCompleted++;
       res.end(plan.head + plan.pieces.join('') + plan.tail);
     } else {
-      breakOff(plan.head + plan.pieces.slice(0, count).join(''));
+      breakOff(plan.head + plan.pieces.slice(0, count).join('') + beforeDone);
     }
     return;
   }
@@ -461,7 +466,7 @@ function stream(
       res.write(piece);
       timer = setTimeout(next, settings.chunkDelayMs);
     } else if (breakAfter !== undefined) {
-      breakOff(piece);
+      breakOff(piece + beforeDone);
     } else {
       res.write(piece);
       end();

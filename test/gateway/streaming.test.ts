@@ -197,6 +197,31 @@ describe('streams through Keyport', () => {
     expect(event?.inputTokens).toBeGreaterThan(0);
   });
 
+  it('a stream that breaks after its usage chunk keeps the upstream’s exact count', async () => {
+    const body = chatBody({ messages: [{ role: 'user', content: 'Break just before the end' }] });
+    const breakAfter = { 'x-mock-break-after': 'done' };
+    const fromUpstream = await readAll(
+      await direct('/chat/completions', { ...body, stream_options: { include_usage: true } }, breakAfter),
+    );
+    expect(fromUpstream.broken).toBe(true);
+    const usageEvent = sseEvents(fromUpstream.text).find((e) => e.includes('"usage":{'));
+    const usage = JSON.parse(usageEvent!.replace(/^data: /, '')).usage;
+
+    const response = await viaKeyport('/chat/completions', body, breakAfter);
+    const requestId = response.headers.get('x-request-id') as string;
+    const { text, broken } = await readAll(response);
+    expect(broken).toBe(true);
+    // The client did not ask for usage: the extra chunk is dropped, and the stream seen broken.
+    expect(sseEvents(text).some((e) => e.includes('[DONE]') || e.includes('"usage":{'))).toBe(false);
+    const [event] = await gw.usageFor(requestId);
+    expect(event).toMatchObject({
+      estimated: false,
+      inputTokens: usage.prompt_tokens,
+      outputTokens: usage.completion_tokens,
+    });
+    expect(event?.status).toBeGreaterThanOrEqual(500);
+  });
+
   it('the SDK sees a broken stream as an error, not as a clean end', async () => {
     const client = gw.openai(key.secret);
     const stream = await client.chat.completions.create(
