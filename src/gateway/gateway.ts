@@ -273,9 +273,19 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   const units = response.statusCode < 400 ? unitsFrom(rule.kind, body?.json, undefined) : 0;
   // A body not read (streamed images): its units come from the request, so they are an estimate.
   if (rule.kind === 'images') usage.estimated = true;
-  reply.raw.once('close', () =>
-    usage.record(reply.raw.writableFinished ? response.statusCode : 499, undefined, units),
-  );
+  // The body breaking upstream (502) is told apart from the client leaving (499).
+  let upstreamBroke = false;
+  response.body.once('error', () => {
+    upstreamBroke = true;
+  });
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) usage.estimated = true;
+    usage.record(
+      reply.raw.writableFinished ? response.statusCode : upstreamBroke ? 502 : 499,
+      undefined,
+      units,
+    );
+  });
   const passed = holdLastChunk(() => usage.record(response.statusCode, undefined, units));
   pipeline(response.body, passed, () => {});
   return reply.status(response.statusCode).headers(headers).send(passed);

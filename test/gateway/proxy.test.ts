@@ -47,6 +47,14 @@ async function startHeaderUpstream(): Promise<HeaderUpstream> {
         res.end('<html><body>Internal Server Error at 10.0.0.5</body></html>');
         return;
       }
+      if (req.url === '/v1/audio/speech') {
+        // Audio bytes, cut off halfway when asked.
+        res.writeHead(200, { 'content-type': 'audio/mpeg' });
+        res.write(Buffer.alloc(64 * 1024, 1));
+        if (req.headers['x-answer'] === 'break') setTimeout(() => res.destroy(), 20);
+        else res.end(Buffer.alloc(64 * 1024, 2));
+        return;
+      }
       if (req.url === '/v1/audio/transcriptions') {
         // A transcript asked for as SRT: no duration field, only cue times.
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -445,6 +453,25 @@ describe('proxying', () => {
       expect(gw.mock.received.length).toBe(mainBefore + 2);
       expect(gw.mock.received.at(-1)?.path).toBe('/v1/embeddings');
     });
+  });
+
+  it('speech audio passes through; cut off upstream it is recorded as a 502, billed by its input, estimated', async () => {
+    const speech = (headers: Record<string, string> = {}) =>
+      fetch(`${gw.url}/v1/audio/speech`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ model: 'hdr-tts', input: 'Hello there', voice: 'alloy' }),
+      });
+    const before = gw.usage.events.length;
+    const whole = await speech();
+    expect((await whole.arrayBuffer()).byteLength).toBe(128 * 1024);
+    await expect.poll(() => gw.usage.events.length).toBe(before + 1);
+    expect(gw.usage.events.at(-1)).toMatchObject({ status: 200, units: 11, estimated: false });
+
+    const cut = await speech({ 'x-answer': 'break' });
+    await expect(cut.arrayBuffer()).rejects.toThrow();
+    await expect.poll(() => gw.usage.events.length).toBe(before + 2);
+    expect(gw.usage.events.at(-1)).toMatchObject({ status: 502, units: 11, estimated: true });
   });
 
   it('a transcript as SRT passes through whole and is billed by its last cue time, as an estimate', async () => {
