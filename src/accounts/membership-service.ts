@@ -11,6 +11,7 @@ import { ApiError, badRequest, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { recordAudit } from '../guard/audit-log.ts';
 import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
+import { revokeKeysAudited } from '../keys/key-service.ts';
 import type { Mailer } from '../notifications/mailer.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import { type Page, type PageRequest, toPage } from '../store/repositories/pagination.ts';
@@ -156,31 +157,13 @@ export class MembershipService {
       });
       // Admin keys act as an owner: someone who is no longer one keeps none.
       if (role === 'owner') return [];
-      const now = new Date(this.#now());
-      const keys = await tx
-        .update(apiKeys)
-        .set({ revokedAt: now, updatedAt: now })
-        .where(
-          and(
-            eq(apiKeys.organizationId, organizationId),
-            eq(apiKeys.ownerUserId, userId),
-            eq(apiKeys.kind, 'admin'),
-            isNull(apiKeys.revokedAt),
-          ),
-        )
-        .returning({ id: apiKeys.id });
-      for (const key of keys) {
-        await recordAudit(tx, {
-          organizationId,
-          type: 'api_key.deleted',
-          actor,
-          resourceId: key.id,
-          details: { id: key.id },
-        });
-      }
-      return keys;
+      return revokeKeysAudited(tx, and(eq(apiKeys.ownerUserId, userId), eq(apiKeys.kind, 'admin'))!, {
+        organizationId,
+        actor,
+        at: new Date(this.#now()),
+      });
     });
-    for (const key of revoked) await this.options.notifier.keyChanged(key.id);
+    for (const keyId of revoked) await this.options.notifier.keyChanged(keyId);
     return this.member(organizationId, userId);
   }
 
@@ -233,39 +216,34 @@ export class MembershipService {
           );
         }
       }
-      if (owned.length > 0) {
-        if (keys.action === 'revoke') {
-          await tx
-            .update(apiKeys)
-            .set({ revokedAt: now, updatedAt: now })
-            .where(
-              inArray(
-                apiKeys.id,
-                owned.map((k) => k.id),
-              ),
-            );
-        } else {
-          await tx
-            .update(apiKeys)
-            .set({ ownerUserId: keys.toUserId, updatedAt: now })
-            .where(
-              inArray(
-                apiKeys.id,
-                owned.map((k) => k.id),
-              ),
-            );
-        }
+      let revoked: string[] = [];
+      if (owned.length > 0 && keys.action === 'revoke') {
+        revoked = await revokeKeysAudited(
+          tx,
+          inArray(
+            apiKeys.id,
+            owned.map((k) => k.id),
+          ),
+          { organizationId, actor, at: now },
+        );
+      } else if (owned.length > 0 && keys.action === 'transfer') {
+        await tx
+          .update(apiKeys)
+          .set({ ownerUserId: keys.toUserId, updatedAt: now })
+          .where(
+            inArray(
+              apiKeys.id,
+              owned.map((k) => k.id),
+            ),
+          );
         for (const key of owned) {
           await recordAudit(tx, {
             organizationId,
             projectId: key.projectId,
-            type: keys.action === 'revoke' ? 'api_key.deleted' : 'api_key.updated',
+            type: 'api_key.updated',
             actor,
             resourceId: key.id,
-            details:
-              keys.action === 'revoke'
-                ? { id: key.id }
-                : { id: key.id, changes_requested: { owner_user_id: keys.toUserId } },
+            details: { id: key.id, changes_requested: { owner_user_id: keys.toUserId } },
           });
         }
       }
@@ -288,10 +266,10 @@ export class MembershipService {
         resourceId: userId,
         details: { id: userId },
       });
-      return keys.action === 'revoke' ? owned : [];
+      return revoked;
     });
     // Revoked keys stop working at once, on every instance.
-    for (const key of revoked) await this.options.notifier.keyChanged(key.id);
+    for (const keyId of revoked) await this.options.notifier.keyChanged(keyId);
   }
 
   async #lockMembers(tx: DbOrTx, organizationId: string) {
@@ -391,19 +369,6 @@ export class MembershipService {
         .where(and(eq(projectMembers.projectId, projectId), eq(projectMembers.userId, userId)))
         .returning({ userId: projectMembers.userId });
       if (removed.length === 0) throw notFound('user', userId);
-      const now = new Date(this.#now());
-      const keys = await tx
-        .update(apiKeys)
-        .set({ revokedAt: now, updatedAt: now })
-        .where(
-          and(
-            eq(apiKeys.organizationId, organizationId),
-            eq(apiKeys.projectId, projectId),
-            eq(apiKeys.ownerUserId, userId),
-            isNull(apiKeys.revokedAt),
-          ),
-        )
-        .returning({ id: apiKeys.id });
       await recordAudit(tx, {
         organizationId,
         projectId,
@@ -412,19 +377,13 @@ export class MembershipService {
         resourceId: userId,
         details: { id: userId },
       });
-      for (const key of keys) {
-        await recordAudit(tx, {
-          organizationId,
-          projectId,
-          type: 'api_key.deleted',
-          actor,
-          resourceId: key.id,
-          details: { id: key.id },
-        });
-      }
-      return keys;
+      return revokeKeysAudited(tx, and(eq(apiKeys.projectId, projectId), eq(apiKeys.ownerUserId, userId))!, {
+        organizationId,
+        actor,
+        at: new Date(this.#now()),
+      });
     });
-    for (const key of revoked) await this.options.notifier.keyChanged(key.id);
+    for (const keyId of revoked) await this.options.notifier.keyChanged(keyId);
   }
 
   // ---- invites --------------------------------------------------------------------------------------

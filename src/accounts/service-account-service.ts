@@ -2,13 +2,20 @@
  * Project service accounts: a bot identity inside one project whose keys (`svc`) outlive any
  * member. Deleting one revokes all its keys in the same transaction.
  */
+
+import { eq } from 'drizzle-orm';
 import type { Actor } from '../core/actor.ts';
 import { notFound } from '../core/errors.ts';
 import { recordAudit } from '../guard/audit-log.ts';
 import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
-import { type IssuedKey, type KeyRestrictions, type KeyService, validateName } from '../keys/key-service.ts';
+import {
+  type IssuedKey,
+  type KeyRestrictions,
+  type KeyService,
+  revokeKeysAudited,
+  validateName,
+} from '../keys/key-service.ts';
 import type { Db } from '../store/database.ts';
-import { revokeServiceAccountKeys } from '../store/repositories/api-keys.ts';
 import type { Page, PageRequest } from '../store/repositories/pagination.ts';
 import {
   findServiceAccount,
@@ -17,6 +24,7 @@ import {
   updateServiceAccount,
 } from '../store/repositories/service-accounts.ts';
 import type { ServiceAccountRow } from '../store/schema.ts';
+import { apiKeys } from '../store/schema.ts';
 import type { ProjectService } from './project-service.ts';
 
 export class ServiceAccountService {
@@ -121,8 +129,8 @@ export class ServiceAccountService {
   async delete(organizationId: string, projectId: string, id: string, actor: Actor): Promise<void> {
     await this.get(organizationId, projectId, id);
     const revoked = await this.db.transaction(async (tx) => {
-      await updateServiceAccount(tx, id, { deletedAt: new Date() });
-      const keyIds = await revokeServiceAccountKeys(tx, id);
+      const at = new Date();
+      await updateServiceAccount(tx, id, { deletedAt: at });
       await recordAudit(tx, {
         organizationId,
         projectId,
@@ -131,17 +139,7 @@ export class ServiceAccountService {
         resourceId: id,
         details: { id },
       });
-      for (const keyId of keyIds) {
-        await recordAudit(tx, {
-          organizationId,
-          projectId,
-          type: 'api_key.deleted',
-          actor,
-          resourceId: keyId,
-          details: { id: keyId },
-        });
-      }
-      return keyIds;
+      return revokeKeysAudited(tx, eq(apiKeys.serviceAccountId, id), { organizationId, actor, at });
     });
     for (const keyId of revoked) await this.notifier.keyChanged(keyId);
   }

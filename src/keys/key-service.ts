@@ -3,6 +3,8 @@
  * grace period, revoke. Every surface (Admin API, dashboard, CLI through the Admin API) goes
  * through here, so validation and cache invalidation happen in one place.
  */
+
+import { and, eq, isNull, type SQL } from 'drizzle-orm';
 import { type Actor, actorId } from '../core/actor.ts';
 import { InvalidAllowListError, normalizeCidrs, normalizeModelPatterns } from '../core/allow-lists.ts';
 import { badRequest, notFound } from '../core/errors.ts';
@@ -25,6 +27,7 @@ import {
 import { findMember } from '../store/repositories/organizations.ts';
 import type { Page } from '../store/repositories/pagination.ts';
 import { findProject } from '../store/repositories/projects.ts';
+import { apiKeys } from '../store/schema.ts';
 import type { KeyChangeNotifier } from './key-change-notifier.ts';
 import type { LastUsedRecorder } from './last-used-recorder.ts';
 
@@ -294,6 +297,34 @@ function auditedRestrictions(restrictions: KeyRestrictions): Record<string, unkn
       ? { expires_at: restrictions.expiresAt ? Math.floor(restrictions.expiresAt.getTime() / 1000) : null }
       : {}),
   };
+}
+
+/**
+ * Revokes, in the caller's transaction, every live key `where` selects, each with its
+ * `api_key.deleted` entry (a member removed, an owner demoted, a service account deleted).
+ * Returns their ids: the caller tells the notifier once the transaction has committed.
+ */
+export async function revokeKeysAudited(
+  tx: DbOrTx,
+  where: SQL,
+  audit: { organizationId: string; actor: Actor; at: Date },
+): Promise<string[]> {
+  const revoked = await tx
+    .update(apiKeys)
+    .set({ revokedAt: audit.at, updatedAt: audit.at })
+    .where(and(eq(apiKeys.organizationId, audit.organizationId), where, isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id, projectId: apiKeys.projectId });
+  for (const key of revoked) {
+    await recordAudit(tx, {
+      organizationId: audit.organizationId,
+      projectId: key.projectId,
+      type: 'api_key.deleted',
+      actor: audit.actor,
+      resourceId: key.id,
+      details: { id: key.id },
+    });
+  }
+  return revoked.map((key) => key.id);
 }
 
 export function scopeOf(input: {
