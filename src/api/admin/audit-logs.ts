@@ -14,6 +14,7 @@ import type { Services } from '../../services.ts';
 import type { AuditLogRow } from '../../store/schema.ts';
 import { projects } from '../../store/schema.ts';
 import { listParam, parseWith, unixSeconds } from '../http/parse.ts';
+import { listObject } from './objects.ts';
 
 const LISTS = ['project_ids', 'event_types', 'actor_ids', 'actor_emails', 'resource_ids'] as const;
 const RANGE = ['gt', 'gte', 'lt', 'lte'] as const;
@@ -76,14 +77,10 @@ export function auditLogsRoutes(app: FastifyInstance, services: Services): void 
               .where(inArray(projects.id, projectIds))
           ).map((p) => [p.id, p.name]),
     );
-    const data = page.items.map((entry) => auditLogObject(entry, names));
-    return {
-      object: 'list' as const,
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data.at(-1)?.id ?? null,
-      has_more: page.hasMore,
-    };
+    return listObject(
+      page,
+      page.items.map((entry) => auditLogObject(entry, names)),
+    );
   });
 }
 
