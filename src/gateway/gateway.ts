@@ -234,6 +234,15 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     } catch (error) {
       return failed(error);
     }
+    // The upstream refusing its own credential is the operator's problem, not the client's key:
+    // a 401 passed on would look like a bad Keyport key and show the upstream key's masked form.
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      usage.record(502, undefined);
+      throw new ApiError(
+        'bad_gateway',
+        `The upstream model server "${upstream.name}" refused Keyport's credential (${response.statusCode}); the operator must check it.`,
+      );
+    }
     if (response.statusCode >= 500 && !contentType.includes('json')) {
       usage.record(502, undefined);
       throw new ApiError(

@@ -147,6 +147,10 @@ export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';
+    // libpq also takes passwords (and key passphrases) in the query string.
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (/pass|secret|key/i.test(name)) parsed.searchParams.set(name, '***');
+    }
     return parsed.toString();
   } catch {
     return 'postgres://(unparseable url)';

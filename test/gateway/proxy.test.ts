@@ -42,6 +42,20 @@ async function startHeaderUpstream(): Promise<HeaderUpstream> {
     received.push(req.headers);
     req.resume();
     req.on('end', () => {
+      if (req.url === '/v1/chat/completions' && req.headers['x-answer'] === 'bad-upstream-key') {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            error: {
+              message: 'Incorrect API key provided: sk-proj-…abcd.',
+              type: 'invalid_request_error',
+              param: null,
+              code: 'invalid_api_key',
+            },
+          }),
+        );
+        return;
+      }
       if (req.url === '/v1/chat/completions' && req.headers['x-answer'] === 'html-500') {
         res.writeHead(500, { 'content-type': 'text/html' });
         res.end('<html><body>Internal Server Error at 10.0.0.5</body></html>');
@@ -453,6 +467,22 @@ describe('proxying', () => {
       expect(gw.mock.received.length).toBe(mainBefore + 2);
       expect(gw.mock.received.at(-1)?.path).toBe('/v1/embeddings');
     });
+  });
+
+  it('the upstream refusing its own credential is a 502 for the client, not a 401 with the upstream key', async () => {
+    const response = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key.secret}`,
+        'content-type': 'application/json',
+        'x-answer': 'bad-upstream-key',
+      },
+      body: JSON.stringify({ model: 'hdr-model', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(response.status).toBe(502);
+    const text = await response.text();
+    expect(text).not.toContain('sk-proj');
+    expect(JSON.parse(text).error).toMatchObject({ code: 'bad_gateway', type: 'server_error' });
   });
 
   it('speech audio passes through; cut off upstream it is recorded as a 502, billed by its input, estimated', async () => {

@@ -301,3 +301,16 @@ describe.skipIf(!POSTGRES_URL)('PostgreSQL migrations', () => {
     }
   });
 });
+
+describe('redactUrl (the database address in the start banner and logs)', () => {
+  it('hides a password in the userinfo and in the query string', async () => {
+    const { redactUrl } = await import('../../src/store/database.ts');
+    expect(redactUrl('postgres://keyport:s3cret@db:5432/keyport')).toBe(
+      'postgres://keyport:***@db:5432/keyport',
+    );
+    const query = redactUrl('postgres://db/keyport?sslmode=require&password=s3cret&sslpassword=k3y');
+    expect(query).not.toContain('s3cret');
+    expect(query).not.toContain('k3y');
+    expect(query).toContain('sslmode=require');
+  });
+});

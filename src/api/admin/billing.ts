@@ -356,7 +356,17 @@ async function sendRendered(
   context: Parameters<typeof invoiceHtml>[1],
 ) {
   const name = view.invoice?.number ?? 'upcoming';
-  if (format === 'html') return reply.type('text/html; charset=utf-8').send(invoiceHtml(view, context));
+  if (format === 'html') {
+    // Escaped throughout; the headers are a second wall (no script, no framing, no sniffing).
+    return reply
+      .headers({
+        'content-security-policy':
+          "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+        'x-content-type-options': 'nosniff',
+      })
+      .type('text/html; charset=utf-8')
+      .send(invoiceHtml(view, context));
+  }
   if (format === 'csv') {
     return reply
       .type('text/csv; charset=utf-8')

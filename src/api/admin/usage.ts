@@ -22,6 +22,7 @@ import {
   usd,
   WIDTH_MS,
 } from '../../billing/usage-query.ts';
+import { csvCell } from '../../core/csv.ts';
 import { badRequest } from '../../core/errors.ts';
 import type { Services } from '../../services.ts';
 import { rowsOf } from '../../store/rows.ts';
@@ -509,12 +510,4 @@ async function exportCsv(request: FastifyRequest, reply: FastifyReply, db: Servi
     request.log.error({ err: error }, 'usage export failed');
     res.destroy(error as Error);
   }
-}
-
-/** RFC 4180, and no formula injection: a cell that a spreadsheet would evaluate is quoted with a `'`. */
-export function csvCell(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  let text = value instanceof Date ? value.toISOString() : String(value);
-  if (/^[=+\-@\t\r]/.test(text) && typeof value === 'string') text = `'${text}`;
-  return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
