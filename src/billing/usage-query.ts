@@ -9,6 +9,7 @@ import { NANO_USD_PER_USD } from '../core/pricing.ts';
 import type { DbOrTx } from '../store/database.ts';
 import { rowsOf } from '../store/rows.ts';
 import type { RollupWidth } from '../store/schema.ts';
+import { columnsOf, EPOCH } from './rollup-columns.ts';
 import type { UsageKind } from './usage-event.ts';
 
 export const WIDTH_MS: Record<RollupWidth, number> = { '1m': 60_000, '1h': 3_600_000, '1d': 86_400_000 };
@@ -105,27 +106,6 @@ function scopeFilter(scope: UsageScope): SQL {
   if (scope.kinds) parts.push(inList(sql`kind`, scope.kinds));
   return sql.join(parts, sql` and `);
 }
-
-const EPOCH = sql.raw("timestamptz '1970-01-01 00:00:00+00'");
-const COLUMNS = [
-  'organization_id',
-  'project_id',
-  'api_key_id',
-  'user_id',
-  'model',
-  'kind',
-  'requests',
-  'errors',
-  'input_tokens',
-  'cached_tokens',
-  'output_tokens',
-  'units',
-  'cost_input_nano_usd',
-  'cost_cached_nano_usd',
-  'cost_output_nano_usd',
-  'cost_units_nano_usd',
-];
-const columnsOf = (alias: string) => sql.raw(COLUMNS.map((c) => `${alias}.${c}`).join(', '));
 
 /**
  * The roll-up rows that cover `pieces` exactly, as the branches of a UNION ALL with the roll-up's

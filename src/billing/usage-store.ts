@@ -4,10 +4,12 @@
  * crash, a batch retried after a timeout) is neither stored again nor summed again, because the
  * roll-ups and the credit draws are computed from the rows the insert really inserted.
  */
-import { sql } from 'drizzle-orm';
+
+import { type SQL, sql } from 'drizzle-orm';
 import { periodBounds } from '../core/periods.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import { rowsOf } from '../store/rows.ts';
+import { DIMENSIONS, EPOCH, MEASURE_COLUMNS, MEASURES, SUMMED } from './rollup-columns.ts';
 import { toRow, type UsageEvent } from './usage-event.ts';
 
 export interface IngestResult {
@@ -16,25 +18,6 @@ export interface IngestResult {
   /** nano-USD drawn from credit grants. */
   creditDrawn: number;
 }
-
-const EPOCH = sql.raw("timestamptz '1970-01-01 00:00:00+00'");
-
-/** The roll-up's measures, summed from usage events `i` (ingest) or roll-up rows `r` (compaction). */
-const MEASURES = [
-  'requests',
-  'errors',
-  'input_tokens',
-  'cached_tokens',
-  'output_tokens',
-  'units',
-  'cost_input_nano_usd',
-  'cost_cached_nano_usd',
-  'cost_output_nano_usd',
-  'cost_units_nano_usd',
-] as const;
-const DIMENSIONS = sql.raw('organization_id, project_id, api_key_id, user_id, model, kind');
-const MEASURE_COLUMNS = sql.raw(MEASURES.join(', '));
-const SUMMED = sql.raw(MEASURES.map((m) => `sum(${m})`).join(', '));
 
 /**
  * One statement for events, minute roll-ups and hour marks: the whole batch is one JSON parameter
@@ -218,6 +201,32 @@ async function drawCredit(tx: DbOrTx, charges: Charge[], timeZone: string): Prom
  * its hour since it was read: a write racing the recompute keeps the hour marked, so it is never
  * left stale. Returns the hours compacted.
  */
+/**
+ * Replaces the `width` roll-ups of the buckets `buckets` lists (a relation `k(organization_id,
+ * bucket)`) with the sums of their `from` rows, in key order as ingest writes.
+ */
+async function rebuildRollups(
+  tx: DbOrTx,
+  width: '1h' | '1d',
+  from: '1m' | '1h',
+  buckets: SQL,
+): Promise<void> {
+  const target = sql.raw(`'${width}'`);
+  const source = sql.raw(`'${from}'`);
+  const span = sql.raw(width === '1h' ? "interval '1 hour'" : "interval '1 day'");
+  await tx.execute(sql`
+    delete from usage_rollups r using ${buckets}
+    where r.width = ${target} and r.organization_id = k.organization_id and r.bucket_start = k.bucket`);
+  await tx.execute(sql`
+    insert into usage_rollups (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
+    select ${target}, k.bucket, f.organization_id, f.project_id, f.api_key_id, f.user_id, f.model, f.kind, ${SUMMED}
+    from ${buckets}
+    join usage_rollups f on f.width = ${source} and f.organization_id = k.organization_id
+      and f.bucket_start >= k.bucket and f.bucket_start < k.bucket + ${span}
+    group by 2, 3, 4, 5, 6, 7, 8
+    order by 3, 2, 4, 5, 6, 7, 8`);
+}
+
 export async function compactRollups(db: Db, limit = 500): Promise<number> {
   return db.transaction(async (tx) => {
     const [lock] = rowsOf<{ locked: boolean }>(
@@ -240,31 +249,15 @@ export async function compactRollups(db: Db, limit = 500): Promise<number> {
       })),
     );
     const list = sql`json_to_recordset(${hours}::json) as p(organization_id text, hour timestamptz, version bigint)`;
-    await tx.execute(sql`
-      delete from usage_rollups r using ${list}
-      where r.width = '1h' and r.organization_id = p.organization_id and r.bucket_start = p.hour`);
-    await tx.execute(sql`
-      insert into usage_rollups (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
-      select '1h', p.hour, m.organization_id, m.project_id, m.api_key_id, m.user_id, m.model, m.kind, ${SUMMED}
-      from ${list}
-      join usage_rollups m on m.width = '1m' and m.organization_id = p.organization_id
-        and m.bucket_start >= p.hour and m.bucket_start < p.hour + interval '1 hour'
-      group by 2, 3, 4, 5, 6, 7, 8
-      order by 3, 2, 4, 5, 6, 7, 8`);
+    await rebuildRollups(tx, '1h', '1m', sql`(select p.organization_id, p.hour as bucket from ${list}) as k`);
     // Their days, from the days' hours (a day with an hour still marked is read from its hours
     // and minutes until that hour is compacted too).
-    const days = sql`(select distinct organization_id, date_bin(interval '1 day', hour, ${EPOCH}) as day from ${list}) as q`;
-    await tx.execute(sql`
-      delete from usage_rollups r using ${days}
-      where r.width = '1d' and r.organization_id = q.organization_id and r.bucket_start = q.day`);
-    await tx.execute(sql`
-      insert into usage_rollups (width, bucket_start, ${DIMENSIONS}, ${MEASURE_COLUMNS})
-      select '1d', q.day, h.organization_id, h.project_id, h.api_key_id, h.user_id, h.model, h.kind, ${SUMMED}
-      from ${days}
-      join usage_rollups h on h.width = '1h' and h.organization_id = q.organization_id
-        and h.bucket_start >= q.day and h.bucket_start < q.day + interval '1 day'
-      group by 2, 3, 4, 5, 6, 7, 8
-      order by 3, 2, 4, 5, 6, 7, 8`);
+    await rebuildRollups(
+      tx,
+      '1d',
+      '1h',
+      sql`(select distinct p.organization_id, date_bin(interval '1 day', p.hour, ${EPOCH}) as bucket from ${list}) as k`,
+    );
     await tx.execute(sql`
       delete from rollup_dirty d using ${list}
       where d.organization_id = p.organization_id and d.hour = p.hour and d.version = p.version`);
