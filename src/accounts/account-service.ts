@@ -132,6 +132,11 @@ function checkEmail(email: string): string {
 }
 
 export const invalidCredentials = () => new ApiError('invalid_credentials', 'Incorrect email or password.');
+const invalidLink = () =>
+  new ApiError(
+    'invalid_token',
+    'This link is not valid: it was used already or has expired. Ask for a new one.',
+  );
 
 export class AccountService {
   readonly #now: () => number;
@@ -812,44 +817,30 @@ export class AccountService {
     return secret;
   }
 
+  /** A link token that is unused and unexpired: what both reading and using one require. */
+  #liveToken(rawToken: string, purpose: string) {
+    return and(
+      eq(emailTokens.tokenHash, sha256(rawToken)),
+      eq(emailTokens.purpose, purpose as 'verify_email'),
+      isNull(emailTokens.usedAt),
+      gt(emailTokens.expiresAt, new Date(this.#now())),
+    );
+  }
+
   async #peekToken(rawToken: string, purpose: string) {
-    const [row] = await this.db
-      .select()
-      .from(emailTokens)
-      .where(
-        and(
-          eq(emailTokens.tokenHash, sha256(rawToken)),
-          eq(emailTokens.purpose, purpose as 'verify_email'),
-          isNull(emailTokens.usedAt),
-          gt(emailTokens.expiresAt, new Date(this.#now())),
-        ),
-      );
-    if (!row)
-      throw new ApiError(
-        'invalid_token',
-        'This link is not valid: it was used already or has expired. Ask for a new one.',
-      );
+    const [row] = await this.db.select().from(emailTokens).where(this.#liveToken(rawToken, purpose));
+    if (!row) throw invalidLink();
     return row;
   }
 
+  /** Marks the token used, once: a second use (or a race for the first) finds nothing. */
   async #useToken(rawToken: string, purpose: string) {
     const [row] = await this.db
       .update(emailTokens)
       .set({ usedAt: new Date(this.#now()) })
-      .where(
-        and(
-          eq(emailTokens.tokenHash, sha256(rawToken)),
-          eq(emailTokens.purpose, purpose as 'verify_email'),
-          isNull(emailTokens.usedAt),
-          gt(emailTokens.expiresAt, new Date(this.#now())),
-        ),
-      )
+      .where(this.#liveToken(rawToken, purpose))
       .returning();
-    if (!row)
-      throw new ApiError(
-        'invalid_token',
-        'This link is not valid: it was used already or has expired. Ask for a new one.',
-      );
+    if (!row) throw invalidLink();
     return row;
   }
 
