@@ -4,7 +4,7 @@
  * through here, so validation and cache invalidation happen in one place.
  */
 
-import { and, eq, isNull, type SQL } from 'drizzle-orm';
+import { and, eq, type SQL } from 'drizzle-orm';
 import { type Actor, actorId } from '../core/actor.ts';
 import { InvalidAllowListError, normalizeCidrs, normalizeModelPatterns } from '../core/allow-lists.ts';
 import { badRequest, notFound } from '../core/errors.ts';
@@ -21,6 +21,7 @@ import {
   type KeyScope,
   listApiKeys,
   revokeApiKey,
+  revokeApiKeys,
   rotateApiKeySecret,
   updateApiKey,
 } from '../store/repositories/api-keys.ts';
@@ -309,11 +310,11 @@ export async function revokeKeysAudited(
   where: SQL,
   audit: { organizationId: string; actor: Actor; at: Date },
 ): Promise<string[]> {
-  const revoked = await tx
-    .update(apiKeys)
-    .set({ revokedAt: audit.at, updatedAt: audit.at })
-    .where(and(eq(apiKeys.organizationId, audit.organizationId), where, isNull(apiKeys.revokedAt)))
-    .returning({ id: apiKeys.id, projectId: apiKeys.projectId });
+  const revoked = await revokeApiKeys(
+    tx,
+    and(eq(apiKeys.organizationId, audit.organizationId), where)!,
+    audit.at,
+  );
   for (const key of revoked) {
     await recordAudit(tx, {
       organizationId: audit.organizationId,

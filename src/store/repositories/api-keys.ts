@@ -126,18 +126,24 @@ export async function updateApiKey(db: DbOrTx, id: string, patch: ApiKeyPatch): 
     .where(eq(apiKeys.id, id));
 }
 
-export async function revokeApiKeys(db: DbOrTx, where: SQL): Promise<string[]> {
-  const rows = await db
+/** Revokes the live keys `where` selects (at `at`, else the database's now); the ones it revoked. */
+export async function revokeApiKeys(
+  db: DbOrTx,
+  where: SQL,
+  at?: Date,
+): Promise<{ id: string; projectId: string | null }[]> {
+  return db
     .update(apiKeys)
-    .set({ revokedAt: sql`now()`, updatedAt: sql`now()` })
+    .set({ revokedAt: at ?? sql`now()`, updatedAt: at ?? sql`now()` })
     .where(and(where, isNull(apiKeys.revokedAt)))
-    .returning({ id: apiKeys.id });
-  return rows.map((row) => row.id);
+    .returning({ id: apiKeys.id, projectId: apiKeys.projectId });
 }
 
-export const revokeApiKey = (db: DbOrTx, id: string) => revokeApiKeys(db, eq(apiKeys.id, id));
-export const revokeServiceAccountKeys = (db: DbOrTx, serviceAccountId: string) =>
-  revokeApiKeys(db, eq(apiKeys.serviceAccountId, serviceAccountId));
+const idsOf = (rows: { id: string }[]) => rows.map((row) => row.id);
+export const revokeApiKey = async (db: DbOrTx, id: string) =>
+  idsOf(await revokeApiKeys(db, eq(apiKeys.id, id)));
+export const revokeServiceAccountKeys = async (db: DbOrTx, serviceAccountId: string) =>
+  idsOf(await revokeApiKeys(db, eq(apiKeys.serviceAccountId, serviceAccountId)));
 
 /**
  * A new current secret for the key. Earlier secrets stop at `graceUntil` (or sooner, if an
