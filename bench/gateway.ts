@@ -4,6 +4,8 @@
  *
  *  - direct:  the mock upstream (`keyport mock-upstream`), no proxy: the baseline;
  *  - raw:     bench/raw-proxy.ts, a `node:http` pass-through: the floor of a Node.js proxy;
+ *  - floor:   bench/stack-floor.ts, Fastify + undici doing only the transport work the gateway must
+ *             (bodies read and parsed, streams passed through): the floor of Keyport's own stack;
  *  - Keyport: `keyport serve`, authentication on (a project key), proxying to the mock;
  *  - Portkey: `@portkey-ai/gateway` (a dev dependency), forwarding to the mock through its
  *             `x-portkey-custom-host` header.
@@ -29,6 +31,9 @@
  *
  * Every run is bounded; all children are killed at the end, on error and on Ctrl-C.
  * KEYPORT_BENCH_SECONDS shortens (or lengthens) the measured runs, e.g. 3 for a smoke test.
+ * KEYPORT_BENCH_TARGETS (e.g. `keyport-limits,keyport-redis`) and KEYPORT_BENCH_PHASES (e.g. `2`)
+ * measure only some targets or phases, to look into one number; such a partial run prints its
+ * measurements as it goes and no table.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -64,11 +69,20 @@ const STREAM_BODY = JSON.stringify({
   messages: [{ role: 'user', content: 'Say hello to the benchmark.' }],
 });
 
-type TargetName = 'direct' | 'raw' | 'keyport' | 'keyport-limits' | 'keyport-redis' | 'portkey';
-const TARGETS: TargetName[] = ['direct', 'raw', 'keyport', 'keyport-limits', 'keyport-redis', 'portkey'];
+type TargetName = 'direct' | 'raw' | 'floor' | 'keyport' | 'keyport-limits' | 'keyport-redis' | 'portkey';
+const TARGETS: TargetName[] = [
+  'direct',
+  'raw',
+  'floor',
+  'keyport',
+  'keyport-limits',
+  'keyport-redis',
+  'portkey',
+];
 const LABELS: Record<TargetName, string> = {
   direct: 'direct (mock)',
   raw: 'raw node:http proxy',
+  floor: 'Fastify + undici floor',
   keyport: 'Keyport',
   'keyport-limits': 'Keyport + limits (in-process)',
   'keyport-redis': 'Keyport + limits (Redis)',
@@ -90,6 +104,13 @@ const BENCH_LIMITS = {
     max_concurrent_requests: 100_000,
   },
 };
+
+const ONLY_TARGETS = process.env.KEYPORT_BENCH_TARGETS?.split(',').map((t) => t.trim()) as
+  | TargetName[]
+  | undefined;
+const ONLY_PHASES = process.env.KEYPORT_BENCH_PHASES?.split(',').map((p) => Number(p.trim()));
+const measured = (target: Target) => !ONLY_TARGETS || ONLY_TARGETS.includes(target.name);
+const phase = (n: number) => !ONLY_PHASES || ONLY_PHASES.includes(n);
 
 interface Target {
   name: TargetName;
@@ -230,6 +251,7 @@ const KEYPORT_BIN = path.join(ROOT, 'bin', 'keyport.js');
 const PORTKEY_SERVER = path.join(ROOT, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
 const PORTKEY_PRELOAD = path.join(ROOT, 'bench', 'portkey-preload.js');
 const RAW_PROXY = path.join(ROOT, 'bench', 'raw-proxy.ts');
+const STACK_FLOOR = path.join(ROOT, 'bench', 'stack-floor.ts');
 
 interface KeyportSetup {
   dataDir: string;
@@ -312,7 +334,8 @@ async function startTargets(
   keyport: KeyportSetup,
   keyportRedis: KeyportSetup,
 ): Promise<Target[]> {
-  const [mockPort, rawPort, keyportPort, redisKeyportPort, portkeyPort] = await Promise.all([
+  const [mockPort, rawPort, floorPort, keyportPort, redisKeyportPort, portkeyPort] = await Promise.all([
+    freePort(),
     freePort(),
     freePort(),
     freePort(),
@@ -341,6 +364,15 @@ async function startTargets(
     '--upstream',
     mockUrl,
   ]);
+  const floorServer = spawnChild('stack floor', [
+    '--import',
+    'tsx',
+    STACK_FLOOR,
+    '--port',
+    String(floorPort),
+    '--upstream',
+    mockUrl,
+  ]);
   const keyportServer = spawnChild('keyport serve', [KEYPORT_BIN, 'serve'], {
     KEYPORT_HOST: HOST,
     KEYPORT_PORT: String(keyportPort),
@@ -365,12 +397,14 @@ async function startTargets(
     { NODE_ENV: 'production' },
   );
   const rawUrl = `http://${HOST}:${rawPort}`;
+  const floorUrl = `http://${HOST}:${floorPort}`;
   const keyportUrl = `http://${HOST}:${keyportPort}`;
   const redisKeyportUrl = `http://${HOST}:${redisKeyportPort}`;
   const portkeyUrl = `http://${HOST}:${portkeyPort}`;
   await Promise.all([
     waitReady(mockServer, `${mockUrl}/v1/models`),
     waitReady(rawServer, `${rawUrl}/v1/models`),
+    waitReady(floorServer, `${floorUrl}/v1/models`),
     waitReady(keyportServer, `${keyportUrl}/healthz`),
     waitReady(redisKeyportServer, `${redisKeyportUrl}/healthz`),
     waitReady(portkeyServer, `${portkeyUrl}/`),
@@ -383,6 +417,7 @@ async function startTargets(
   return [
     { name: 'direct', url: mockUrl, headers: upstreamKey, server: mockServer },
     { name: 'raw', url: rawUrl, headers: upstreamKey, server: rawServer },
+    { name: 'floor', url: floorUrl, headers: upstreamKey, server: floorServer },
     {
       name: 'keyport',
       url: keyportUrl,
@@ -616,10 +651,11 @@ async function main(): Promise<void> {
   const open = new Map<TargetName, LoadResult>();
   const sse = new Map<TargetName, StreamResult>();
   try {
-    log(`\n1. Saturated throughput: ${SATURATED.connections} connections, mock delay 0`);
-    let targets = await startTargets({ delayMs: 0, chunkDelayMs: 0 }, keyport, keyportRedis);
+    let targets: Target[] = [];
+    if (phase(1)) log(`\n1. Saturated throughput: ${SATURATED.connections} connections, mock delay 0`);
+    if (phase(1)) targets = await startTargets({ delayMs: 0, chunkDelayMs: 0 }, keyport, keyportRedis);
     try {
-      for (const target of targets) {
+      for (const target of targets.filter(measured)) {
         await checkReachesMock(target, true);
         await load(target, { connections: SATURATED.connections, seconds: SATURATED.warmupSeconds });
         const cpuBefore = cpuSeconds(target.server);
@@ -638,10 +674,12 @@ async function main(): Promise<void> {
       await stopTargets(targets, rss);
     }
 
-    log(`\n2. Fixed rate: ${FIXED.rate} req/s, mock delay ${FIXED.mockDelayMs} ms`);
-    targets = await startTargets({ delayMs: FIXED.mockDelayMs, chunkDelayMs: 0 }, keyport, keyportRedis);
+    targets = [];
+    if (phase(2)) log(`\n2. Fixed rate: ${FIXED.rate} req/s, mock delay ${FIXED.mockDelayMs} ms`);
+    if (phase(2))
+      targets = await startTargets({ delayMs: FIXED.mockDelayMs, chunkDelayMs: 0 }, keyport, keyportRedis);
     try {
-      for (const target of targets) {
+      for (const target of targets.filter(measured)) {
         await checkReachesMock(target, false);
         const rate = { connections: FIXED.connections, overallRate: FIXED.rate };
         await load(target, { ...rate, seconds: FIXED.warmupSeconds });
@@ -658,12 +696,15 @@ async function main(): Promise<void> {
       await stopTargets(targets, rss);
     }
 
-    log(
-      `\n3. SSE time to first chunk: ${SSE.requests} sequential streams, ${SSE.chunkDelayMs} ms between chunks`,
-    );
-    targets = await startTargets({ delayMs: 0, chunkDelayMs: SSE.chunkDelayMs }, keyport, keyportRedis);
+    targets = [];
+    if (phase(3))
+      log(
+        `\n3. SSE time to first chunk: ${SSE.requests} sequential streams, ${SSE.chunkDelayMs} ms between chunks`,
+      );
+    if (phase(3))
+      targets = await startTargets({ delayMs: 0, chunkDelayMs: SSE.chunkDelayMs }, keyport, keyportRedis);
     try {
-      for (const target of targets) {
+      for (const target of targets.filter(measured)) {
         await checkReachesMock(target, true);
         await firstChunks(target, SSE.warmup);
         const result = await firstChunks(target, SSE.requests);
@@ -680,6 +721,10 @@ async function main(): Promise<void> {
     rmSync(keyportRedis.dataDir, { recursive: true, force: true });
   }
 
+  if (ONLY_TARGETS || ONLY_PHASES) {
+    log('\nPartial run (KEYPORT_BENCH_TARGETS / KEYPORT_BENCH_PHASES): no table.');
+    return;
+  }
   // -------------------------------------------------------------------------------------------------
   const get = <T>(map: Map<TargetName, T>, name: TargetName) => map.get(name) as T;
   const thr = (name: TargetName) => get(saturated, name).throughput;
@@ -697,19 +742,25 @@ async function main(): Promise<void> {
   const keyportVsPortkey = thr('keyport') / thr('portkey');
   const latencyGoals = (map: Map<TargetName, LoadResult>) =>
     `p50 ≤ 1 ms ${check(added(map, 'keyport', 0.5) <= 1)} · p99 ≤ 5 ms ${check(added(map, 'keyport', 0.99) <= 5)}`;
+  const thrFloor = thr('floor') / thr('raw');
+  /** Keyport over raw, over the floor and over Portkey, for one measure. */
+  const ratios = (of: (name: TargetName) => number) => [
+    ratio(of('keyport'), of('raw')),
+    ratio(of('keyport'), of('floor')),
+    ratio(of('keyport'), of('portkey')),
+  ];
+  const blank = (n: number) => Array.from({ length: n }, () => '');
   const rows: string[][] = [
     [
       `saturated throughput (${SATURATED.connections} conns, ${SATURATED.seconds} s, mock delay 0)`,
       ...TARGETS.map((t) => perSecond(thr(t))),
-      ratio(thr('keyport'), thr('raw')),
-      ratio(thr('keyport'), thr('portkey')),
-      `≥ 0.8× raw ${check(keyportVsRaw >= 0.8)} · ≥ 2× Portkey ${check(keyportVsPortkey >= 2)}`,
+      ...ratios(thr),
+      `≥ 0.8× raw ${check(keyportVsRaw >= 0.8)} (the floor alone: ${ratio(thr('floor'), thr('raw'))}${thrFloor < 0.8 ? ', under the goal too' : ''}) · ≥ 2× Portkey ${check(keyportVsPortkey >= 2)}`,
     ],
     [
       'server CPU per request in that run (user + system, all threads)',
       ...TARGETS.map((t) => us(cpuPerRequest.get(t))),
-      ratio(cpuPerRequest.get('keyport') ?? Number.NaN, cpuPerRequest.get('raw') ?? Number.NaN),
-      ratio(cpuPerRequest.get('keyport') ?? Number.NaN, cpuPerRequest.get('portkey') ?? Number.NaN),
+      ...ratios((t) => cpuPerRequest.get(t) ?? Number.NaN),
       'recorded',
     ],
     ...(
@@ -721,45 +772,39 @@ async function main(): Promise<void> {
       [
         `latency p50 / p99 at ${FIXED.rate} req/s, ${how} (mock delay ${FIXED.mockDelayMs} ms)`,
         ...TARGETS.map((t) => `${ms(p(map, t, 0.5))} / ${ms(p(map, t, 0.99))}`),
-        '',
-        '',
+        ...blank(3),
         `rate achieved: ${TARGETS.map((t) => Math.round(get(map, t).throughput)).join(' / ')} /s`,
       ],
       [
         `added latency over direct, p50 / p99 (${how})`,
         '—',
-        ...(['raw', 'keyport', 'keyport-limits', 'keyport-redis', 'portkey'] as const).map(
+        ...TARGETS.filter((t) => t !== 'direct').map(
           (t) => `${signedMs(added(map, t, 0.5))} / ${signedMs(added(map, t, 0.99))}`,
         ),
-        '',
-        '',
+        ...blank(3),
         latencyGoals(map),
       ],
     ]),
     [
       'limits: Redis over in-process, added p50 / p99 (open loop)',
-      '',
-      '',
-      '',
-      '',
-      `${signedMs(p(open, 'keyport-redis', 0.5) - p(open, 'keyport-limits', 0.5))} / ${signedMs(p(open, 'keyport-redis', 0.99) - p(open, 'keyport-limits', 0.99))}`,
-      '',
-      '',
-      '',
+      ...TARGETS.map((t) =>
+        t === 'keyport-redis'
+          ? `${signedMs(p(open, 'keyport-redis', 0.5) - p(open, 'keyport-limits', 0.5))} / ${signedMs(p(open, 'keyport-redis', 0.99) - p(open, 'keyport-limits', 0.99))}`
+          : '',
+      ),
+      ...blank(3),
       `p50 ≤ 0.3 ms ${check(p(open, 'keyport-redis', 0.5) - p(open, 'keyport-limits', 0.5) <= 0.3)}`,
     ],
     [
       `SSE time to first chunk p50 / p99 (${SSE.requests} sequential streams)`,
       ...TARGETS.map((t) => `${ms(ttfc(t, 0.5))} / ${ms(ttfc(t, 0.99))}`),
-      ratio(ttfc('keyport', 0.5), ttfc('raw', 0.5)),
-      ratio(ttfc('keyport', 0.5), ttfc('portkey', 0.5)),
+      ...ratios((t) => ttfc(t, 0.5)),
       'recorded',
     ],
     [
       'peak RSS of the server process',
       ...TARGETS.map((t) => mib(rss.get(t))),
-      ratio(rss.get('keyport') ?? Number.NaN, rss.get('raw') ?? Number.NaN),
-      ratio(rss.get('keyport') ?? Number.NaN, rss.get('portkey') ?? Number.NaN),
+      ...ratios((t) => rss.get(t) ?? Number.NaN),
       'recorded',
     ],
   ];
@@ -768,9 +813,9 @@ async function main(): Promise<void> {
     `\nMachine: ${machine()} · load average at start ${loadAtStart.toFixed(2)}\nCommand: npm run bench:gateway${failures > 0 ? `\nFailed requests: ${failures} (see the log above)` : ''}\n`,
   );
   console.log(
-    `| benchmark | ${TARGETS.map((t) => LABELS[t]).join(' | ')} | Keyport / raw | Keyport / Portkey | goal |`,
+    `| benchmark | ${TARGETS.map((t) => LABELS[t]).join(' | ')} | Keyport / raw | Keyport / floor | Keyport / Portkey | goal |`,
   );
-  console.log(`|${' --- |'.repeat(TARGETS.length + 4)}`);
+  console.log(`|${' --- |'.repeat(TARGETS.length + 5)}`);
   for (const row of rows) console.log(`| ${row.join(' | ')} |`);
 }
 

@@ -3,7 +3,6 @@
  * port"). Errors leave in OpenAI's shape with an `x-request-id` on every response.
  */
 import { randomUUID } from 'node:crypto';
-import cookie from '@fastify/cookie';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -17,6 +16,7 @@ import { registerGateway } from '../gateway/gateway.ts';
 import type { Services } from '../services.ts';
 import { registerAdminApi } from './admin/routes.ts';
 import { registerDashboardApi } from './dashboard/routes.ts';
+import { lazyChildLogger } from './http/request-logger.ts';
 import { linkPages } from './pages/link-pages.ts';
 
 export const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -27,6 +27,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     loggerInstance: services.logger as FastifyBaseLogger,
     // One line per request, written by our onResponse hook (no URL query, no headers).
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger,
     bodyLimit: BODY_LIMIT_BYTES,
     // randomUUID draws from a cached entropy pool (one getrandom per 128 ids), randomBytes makes a
     // syscall per call: 122 random bits either way, same `req_` + 32 hex digits.
@@ -106,7 +107,6 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     }
   });
 
-  await app.register(cookie);
   linkPages(app);
   await app.register(registerDashboardApi(services), { prefix: '/api' });
   await app.register(registerAdminApi(services), { prefix: '/v1/organization' });

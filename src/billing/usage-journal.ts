@@ -23,7 +23,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { lockDataDir } from '../store/data-dir-lock.ts';
-import { fromRow, toRow, type UsageEvent } from './usage-event.ts';
+import { fromRow, type UsageEvent } from './usage-event.ts';
 
 const SEGMENT = /^(\d{12})\.jsonl$/;
 
@@ -113,12 +113,13 @@ export class UsageJournal {
   }
 
   /**
-   * Appends the event; returns its segment, to hand back to `committed` once the database has it.
-   * Throws when the disk refuses the write (full, read-only): the caller still has the event.
+   * Appends an event, as `serializeEvent` made it (one line of JSON); returns its segment, to hand
+   * back to `committed` once the database has it. Throws when the disk refuses the write (full,
+   * read-only): the caller still has the event.
    */
-  append(event: UsageEvent): number {
+  append(serialized: string): number {
     if (this.#fd === undefined) throw new Error('the usage journal is not open');
-    const line = `${JSON.stringify(toRow(event))}\n`;
+    const line = `${serialized}\n`;
     const bytes = Buffer.byteLength(line);
     if (this.#size + bytes > this.#segmentBytes && this.#size > 0) this.#rotate();
     writeSync(this.#fd, line);

@@ -6,7 +6,7 @@
  * request id), and drops journal segments once the database has all of their events.
  */
 import type { Db } from '../store/database.ts';
-import type { UsageEvent } from './usage-event.ts';
+import { serializeEvent, type UsageEvent } from './usage-event.ts';
 import type { UsageJournal } from './usage-journal.ts';
 import { compactRollups, ingestUsage } from './usage-store.ts';
 
@@ -49,6 +49,8 @@ export interface DatabaseUsageRecorderOptions {
 
 interface Pending {
   event: UsageEvent;
+  /** Its row as JSON (`serializeEvent`): the journal's line and its part of the batch. */
+  serialized: string;
   /** The journal segment holding it (undefined: the journal could not take it). */
   segment: number | undefined;
 }
@@ -95,9 +97,10 @@ export class DatabaseUsageRecorder implements UsageRecorder {
 
   record(event: UsageEvent): void {
     let segment: number | undefined;
+    const serialized = serializeEvent(event);
     if (this.options.journal) {
       try {
-        segment = this.options.journal.append(event);
+        segment = this.options.journal.append(serialized);
       } catch (error) {
         this.options.onError(
           error,
@@ -106,7 +109,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
         );
       }
     }
-    this.#pending.push({ event, segment });
+    this.#pending.push({ event, serialized, segment });
     const max = this.options.maxPending ?? 100_000;
     if (this.#pending.length > max) this.#shed(this.#pending.length - max);
     if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
@@ -151,6 +154,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
           this.db,
           batch.map((p) => p.event),
           this.options.timeZone,
+          batch.map((p) => p.serialized),
         );
         this.options.onWritten?.('batch', result.inserted, batch.length);
       } catch (error) {

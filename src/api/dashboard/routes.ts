@@ -7,6 +7,7 @@
  *   POST /api/invites/accept                       accept an invitation ({ token })
  *   /api/organizations/{id}/…                      every Admin API route, for members, by role (policy.ts)
  */
+import cookie from '@fastify/cookie';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { ApiError, badRequest } from '../../core/errors.ts';
@@ -25,6 +26,9 @@ const orgParams = z.object({ organization_id: z.string().min(1).max(128) });
 
 export function registerDashboardApi(services: Services) {
   return async (app: FastifyInstance) => {
+    // Only the dashboard has a session cookie: registered here, cookie parsing costs the gateway's
+    // requests nothing (two hooks each when registered on the root).
+    await app.register(cookie);
     app.decorateRequest('dashboard', null);
     app.decorateRequest('admin', null as never);
     authRoutes(app, services);
