@@ -8,7 +8,7 @@
 import type { Db } from '../store/database.ts';
 import { serializeEvent, type UsageEvent } from './usage-event.ts';
 import type { UsageJournal } from './usage-journal.ts';
-import { compactRollups, ingestUsage } from './usage-store.ts';
+import { compactRollups, ingestSerialized, ingestUsage } from './usage-store.ts';
 
 export type { UsageEvent } from './usage-event.ts';
 
@@ -47,10 +47,15 @@ export interface DatabaseUsageRecorderOptions {
   onWritten?: (what: 'replay' | 'batch', inserted: number, received: number) => void;
 }
 
+/**
+ * An event waiting for the database: its row as JSON (`serializeEvent`, the journal's line and its
+ * part of the batch) and what `unwrittenCost` reads, not the event itself: waiting outlives a few
+ * young-generation collections, and every byte kept that long is copied by each of them.
+ */
 interface Pending {
-  event: UsageEvent;
-  /** Its row as JSON (`serializeEvent`): the journal's line and its part of the batch. */
   serialized: string;
+  organizationId: string;
+  costNanoUsd: number;
   /** The journal segment holding it (undefined: the journal could not take it). */
   segment: number | undefined;
 }
@@ -90,8 +95,8 @@ export class DatabaseUsageRecorder implements UsageRecorder {
 
   unwrittenCost(organizationId: string): number {
     let cost = 0;
-    for (const { event } of this.#pending)
-      if (event.organizationId === organizationId) cost += event.costNanoUsd;
+    for (const pending of this.#pending)
+      if (pending.organizationId === organizationId) cost += pending.costNanoUsd;
     return cost;
   }
 
@@ -109,7 +114,12 @@ export class DatabaseUsageRecorder implements UsageRecorder {
         );
       }
     }
-    this.#pending.push({ event, serialized, segment });
+    this.#pending.push({
+      serialized,
+      organizationId: event.organizationId,
+      costNanoUsd: event.costNanoUsd,
+      segment,
+    });
     const max = this.options.maxPending ?? 100_000;
     if (this.#pending.length > max) this.#shed(this.#pending.length - max);
     if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
@@ -150,11 +160,10 @@ export class DatabaseUsageRecorder implements UsageRecorder {
       const batch = this.#pending.slice(0, size);
       this.#inFlight = new Set(batch);
       try {
-        const result = await ingestUsage(
+        const result = await ingestSerialized(
           this.db,
-          batch.map((p) => p.event),
-          this.options.timeZone,
           batch.map((p) => p.serialized),
+          this.options.timeZone,
         );
         this.options.onWritten?.('batch', result.inserted, batch.length);
       } catch (error) {

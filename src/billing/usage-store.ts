@@ -10,7 +10,7 @@ import { periodBounds } from '../core/periods.ts';
 import type { Db, DbOrTx } from '../store/database.ts';
 import { rowsOf } from '../store/rows.ts';
 import { DIMENSIONS, EPOCH, MEASURE_COLUMNS, MEASURES, SUMMED } from './rollup-columns.ts';
-import { toRow, type UsageEvent } from './usage-event.ts';
+import { serializeEvent, type UsageEvent } from './usage-event.ts';
 
 export interface IngestResult {
   /** Events stored now (the others were stored before). */
@@ -48,15 +48,18 @@ const INSERTED_COLUMNS = sql.raw(
  * minutes sum `inserted`, the rows the insert returned. Hours and days are left to compaction:
  * writing all three widths here tripled the statement's cost.
  */
-export async function ingestUsage(
+export function ingestUsage(db: Db, events: readonly UsageEvent[], timeZone: string): Promise<IngestResult> {
+  return ingestSerialized(db, events.map(serializeEvent), timeZone);
+}
+
+/** `ingestUsage` of events already serialized (`serializeEvent`), as the recorder holds them. */
+export async function ingestSerialized(
   db: Db,
-  events: readonly UsageEvent[],
+  serialized: readonly string[],
   timeZone: string,
-  /** The events as `serializeEvent` made them, when the caller has them already. */
-  serialized?: readonly string[],
 ): Promise<IngestResult> {
-  if (events.length === 0) return { inserted: 0, creditDrawn: 0 };
-  const rows = serialized ? `[${serialized.join(',')}]` : JSON.stringify(events.map(toRow));
+  if (serialized.length === 0) return { inserted: 0, creditDrawn: 0 };
+  const rows = `[${serialized.join(',')}]`;
   return db.transaction(async (tx) => {
     const spent = rowsOf<{
       organization_id: string;
