@@ -221,6 +221,11 @@ export async function createServices(
     catalog,
     limiter,
     db: store.db,
+    // The recorder is made below; seeds ask it only when serving requests.
+    unwritten: {
+      spend: (scope, start, end) => usage.unwrittenSpend?.(scope, start, end) ?? { cost: 0, tokens: 0 },
+      whileNotWriting: (fn) => usage.whileNotWriting?.(fn) ?? fn(),
+    },
     timeZone: config.billingTimeZone,
     notify: async (alert) => {
       await notifications.notify(alert);

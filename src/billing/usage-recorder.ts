@@ -12,6 +12,13 @@ import { compactRollups, ingestSerialized, ingestUsage } from './usage-store.ts'
 
 export type { UsageEvent } from './usage-event.ts';
 
+/** Whose usage: an organization, or one of its projects or keys. */
+export interface SpendScope {
+  organizationId: string;
+  projectId?: string;
+  apiKeyId?: string;
+}
+
 export interface UsageRecorder {
   record(event: UsageEvent): void;
   /** Writes what is pending; resolves when it is stored. */
@@ -19,6 +26,13 @@ export interface UsageRecorder {
   close(): Promise<void>;
   /** nano-USD of the organization's usage recorded here and not yet in the database. */
   unwrittenCost?(organizationId: string): number;
+  /** Cost and tokens (input + output) recorded here in [start, end) and not yet in the database. */
+  unwrittenSpend?(scope: SpendScope, start: number, end: number): { cost: number; tokens: number };
+  /**
+   * Runs `fn` while no batch is being written: what the database holds and what `unwrittenSpend`
+   * answers do not move during it, so together they count each event exactly once.
+   */
+  whileNotWriting?<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /** Keeps events in memory: for tests and for reading back what the gateway recorded. */
@@ -55,7 +69,13 @@ export interface DatabaseUsageRecorderOptions {
 interface Pending {
   serialized: string;
   organizationId: string;
+  projectId: string | null;
+  apiKeyId: string;
+  /** ms */
+  createdAt: number;
   costNanoUsd: number;
+  /** Input + output, as budgets count them. */
+  tokens: number;
   /** The journal segment holding it (undefined: the journal could not take it). */
   segment: number | undefined;
 }
@@ -117,12 +137,39 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     this.#pending.push({
       serialized,
       organizationId: event.organizationId,
+      projectId: event.projectId,
+      apiKeyId: event.apiKeyId,
+      createdAt: event.createdAt.getTime(),
       costNanoUsd: event.costNanoUsd,
+      tokens: event.inputTokens + event.outputTokens,
       segment,
     });
     const max = this.options.maxPending ?? 100_000;
     if (this.#pending.length > max) this.#shed(this.#pending.length - max);
     if (this.#pending.length >= (this.options.batchSize ?? 500)) void this.flush();
+  }
+
+  unwrittenSpend(scope: SpendScope, start: number, end: number): { cost: number; tokens: number } {
+    let cost = 0;
+    let tokens = 0;
+    for (const p of this.#pending) {
+      if (p.organizationId !== scope.organizationId || p.createdAt < start || p.createdAt >= end) continue;
+      if (scope.projectId !== undefined && p.projectId !== scope.projectId) continue;
+      if (scope.apiKeyId !== undefined && p.apiKeyId !== scope.apiKeyId) continue;
+      cost += p.costNanoUsd;
+      tokens += p.tokens;
+    }
+    return { cost, tokens };
+  }
+
+  whileNotWriting<T>(fn: () => Promise<T>): Promise<T> {
+    // In the write queue: the batch being written finishes first, the next waits for `fn`.
+    const run = this.#writing.then(fn);
+    this.#writing = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
   }
 
   flush(): Promise<void> {

@@ -7,11 +7,15 @@
  * soft or hard threshold reached raises an alert (once per period, across instances).
  *
  * Budget counters live in the limiter (in-process or Redis) and are seeded from the durable usage
- * records whenever one is missing: at first use, after a restart, at a new period.
+ * records whenever one is missing: at first use, after a restart, at a new period. A seed is what
+ * the database holds plus what this instance has recorded and not written yet, read while no batch
+ * is being written: each of this instance's events is in it exactly once, so the requests whose
+ * additions found the counter missing are in it already and do not add again.
  */
 
 import type { Logger } from 'pino';
 import { sumUsage } from '../billing/usage-query.ts';
+import type { SpendScope } from '../billing/usage-recorder.ts';
 import { ApiError } from '../core/errors.ts';
 import { formatResetDuration } from '../core/gcra.ts';
 import { type BudgetPeriod, periodBounds } from '../core/periods.ts';
@@ -46,10 +50,22 @@ export interface Admission {
   headers: Record<string, string>;
 }
 
+/** The usage recorded on this instance and not in the database yet (the usage recorder). */
+export interface UnwrittenUsage {
+  spend(scope: SpendScope, start: number, end: number): { cost: number; tokens: number };
+  whileNotWriting<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+const NOTHING_UNWRITTEN: UnwrittenUsage = {
+  spend: () => ({ cost: 0, tokens: 0 }),
+  whileNotWriting: (fn) => fn(),
+};
+
 export interface EnforcerOptions {
   catalog: LimitsCatalog;
   limiter: Limiter;
   db: Db;
+  unwritten?: UnwrittenUsage;
   timeZone: string;
   notify: (alert: LimitAlert) => Promise<void>;
   logger: Logger;
@@ -63,8 +79,8 @@ export class LimitEnforcer implements SpendReader {
   readonly #catalog: LimitsCatalog;
   readonly #limiter: Limiter;
   readonly #now: () => number;
-  /** Seeds in flight, so a burst of requests runs one query per counter. */
-  readonly #seeding = new Map<string, Promise<void>>();
+  /** Seeds in flight, so a burst of requests runs one query per counter; true if this one set it. */
+  readonly #seeding = new Map<string, Promise<boolean>>();
   /** Alerts this instance has already raised (the database dedupes across instances). */
   readonly #raised = new Set<string>();
   /** Spend additions still running, for tests and shutdown. */
@@ -222,18 +238,25 @@ export class LimitEnforcer implements SpendReader {
     };
   }
 
-  #seed(counter: CounterPlan, now: number): Promise<void> {
+  /**
+   * Seeds a missing counter; resolves true if this seed set it (false: another instance's did).
+   * The unwritten usage is read and the seed sent in one synchronous step: a request whose
+   * addition reached the limiter before the seed has its event counted in it, one after finds
+   * the counter and adds itself.
+   */
+  #seed(counter: CounterPlan, now: number): Promise<boolean> {
     const { key, bounds } = this.#counterKey(counter, now);
     let seeding = this.#seeding.get(key);
     if (!seeding) {
-      seeding = (async () => {
-        const spent = await spentSince(this.options.db, counter, bounds.start, bounds.end);
-        await this.#limiter.seedCounter(
-          key,
-          counter.metric === 'cost' ? spent.cost : spent.tokens,
-          bounds.end + SEED_SLACK_MS,
-        );
-      })().finally(() => this.#seeding.delete(key));
+      const unwritten = this.options.unwritten ?? NOTHING_UNWRITTEN;
+      seeding = unwritten
+        .whileNotWriting(async () => {
+          const stored = await spentSince(this.options.db, counter, bounds.start, bounds.end);
+          const local = unwritten.spend(scopeOf(counter), bounds.start, bounds.end);
+          const value = counter.metric === 'cost' ? stored.cost + local.cost : stored.tokens + local.tokens;
+          return this.#limiter.seedCounter(key, value, bounds.end + SEED_SLACK_MS);
+        })
+        .finally(() => this.#seeding.delete(key));
       this.#seeding.set(key, seeding);
     }
     return seeding;
@@ -281,13 +304,19 @@ export class LimitEnforcer implements SpendReader {
       expiresAt: keyed[i]!.bounds.end + SEED_SLACK_MS,
     }));
     let totals = await this.#limiter.addToCounters(adds);
-    const missing = counters.filter((_, i) => totals[i] === undefined);
+    const missing = counters.flatMap((_, i) => (totals[i] === undefined ? [i] : []));
     if (missing.length > 0) {
-      await Promise.all(missing.map((c) => this.#seed(c, now)));
-      const retry = adds.filter((_, i) => totals[i] === undefined);
-      const again = await this.#limiter.addToCounters(retry);
-      let j = 0;
-      totals = totals.map((t) => (t === undefined ? again[j++] : t));
+      const won = await Promise.all(missing.map((i) => this.#seed(counters[i]!, now)));
+      // Our seed counted this request; another instance's did not (its unwritten usage is its own).
+      const retry = missing.filter((_, j) => !won[j]);
+      const again = retry.length > 0 ? await this.#limiter.addToCounters(retry.map((i) => adds[i]!)) : [];
+      const read = missing.some((_, j) => won[j])
+        ? await this.#limiter.readCounters(missing.map((i) => adds[i]!.key))
+        : [];
+      totals = [...totals];
+      missing.forEach((i, j) => {
+        totals[i] = won[j] ? read[j] : again[retry.indexOf(i)];
+      });
     }
     counters.forEach((counter, i) => {
       const total = totals[i];
@@ -462,21 +491,20 @@ function formatAmount(budget: BudgetRow, amount: number): string {
 }
 
 /** What the scope used in [start, end), from the usage roll-ups (whole days, hours, minutes). */
+function scopeOf(counter: CounterPlan): SpendScope {
+  return {
+    organizationId: counter.organizationId,
+    ...(counter.scope === 'project' ? { projectId: counter.scopeId } : {}),
+    ...(counter.scope === 'api_key' ? { apiKeyId: counter.scopeId } : {}),
+  };
+}
+
 async function spentSince(
   db: Db,
   counter: CounterPlan,
   start: number,
   end: number,
 ): Promise<{ cost: number; tokens: number }> {
-  const totals = await sumUsage(
-    db,
-    {
-      organizationId: counter.organizationId,
-      ...(counter.scope === 'project' ? { projectId: counter.scopeId } : {}),
-      ...(counter.scope === 'api_key' ? { apiKeyId: counter.scopeId } : {}),
-    },
-    start,
-    end,
-  );
+  const totals = await sumUsage(db, scopeOf(counter), start, end);
   return { cost: totals.cost, tokens: totals.inputTokens + totals.outputTokens };
 }

@@ -242,8 +242,8 @@ export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
     const read = (keys: string[]) => Promise.resolve(h.limiter.readCounters(keys));
     expect(await read(['spend', 'other'])).toEqual([undefined, undefined]);
     expect(await add([{ key: 'spend', amount: 5, expiresAt }])).toEqual([undefined]);
-    await h.limiter.seedCounter('spend', 100, expiresAt);
-    await h.limiter.seedCounter('spend', 999, expiresAt); // already there: not reset
+    expect(await h.limiter.seedCounter('spend', 100, expiresAt)).toBe(true);
+    expect(await h.limiter.seedCounter('spend', 999, expiresAt)).toBe(false); // already there: not reset
     expect(await read(['spend', 'other'])).toEqual([100, undefined]);
     expect(
       await add([
@@ -253,7 +253,7 @@ export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
     ).toEqual([102.5, undefined]);
     expect(await add([{ key: 'spend', amount: 0.25, expiresAt }])).toEqual([102.75]);
     expect(await read(['spend'])).toEqual([102.75]);
-    await h.limiter.seedCounter('past', 1, h.now() - 1);
+    expect(await h.limiter.seedCounter('past', 1, h.now() - 1)).toBe(false);
     expect(await read(['past'])).toEqual([undefined]);
 
     const period = h.shortPeriodMs;
@@ -262,7 +262,7 @@ export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
     await h.wait(period + 20);
     expect(await read(['short'])).toEqual([undefined]);
     expect(await add([{ key: 'short', amount: 1, expiresAt }])).toEqual([undefined]);
-    await h.limiter.seedCounter('short', 7, expiresAt);
+    expect(await h.limiter.seedCounter('short', 7, expiresAt)).toBe(true); // expired: seeded afresh
     expect(await add([{ key: 'short', amount: 1, expiresAt }])).toEqual([8]);
   });
 

@@ -94,11 +94,14 @@ export interface Limiter {
   settle(request: SettleRequest): MaybePromise<void>;
   /** Current values of counters; undefined for a counter that does not exist (never seeded). */
   readCounters(keys: readonly string[]): MaybePromise<(number | undefined)[]>;
-  /** Sets a counter if it does not exist yet (seeding from durable usage records). */
-  seedCounter(key: string, value: number, expiresAt: number): MaybePromise<void>;
+  /**
+   * Sets a counter if it does not exist yet (seeding from durable usage records). True when this
+   * call set it; false when it was there already (another seed won) or `expiresAt` has passed.
+   */
+  seedCounter(key: string, value: number, expiresAt: number): MaybePromise<boolean>;
   /**
    * Adds to counters that exist; returns each new value, or undefined where the counter did not
-   * exist (expired, or Redis restarted): the caller seeds it from the database and adds again.
+   * exist (expired, or Redis restarted): the caller seeds it, the seed counting what was added.
    */
   addToCounters(adds: readonly CounterAdd[]): MaybePromise<(number | undefined)[]>;
   close(): Promise<void>;

@@ -118,11 +118,12 @@ export class MemoryLimiter implements Limiter {
     return values;
   }
 
-  seedCounter(key: string, value: number, expiresAt: number): void {
+  seedCounter(key: string, value: number, expiresAt: number): boolean {
     const now = this.now();
-    if (expiresAt <= now || this.liveCounter(key, now) !== undefined) return;
+    if (expiresAt <= now || this.liveCounter(key, now) !== undefined) return false;
     this.counters.set(key, { value, expiresAt });
     this.maybeSweep(now);
+    return true;
   }
 
   /** `expiresAt` of an add is not used: a counter keeps the expiry it was seeded with. */

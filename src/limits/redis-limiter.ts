@@ -335,7 +335,7 @@ export class RedisLimiter implements Limiter {
     return this.readCountersInRedis(keys);
   }
 
-  seedCounter(key: string, value: number, expiresAt: number): MaybePromise<void> {
+  seedCounter(key: string, value: number, expiresAt: number): MaybePromise<boolean> {
     if (!this.redisUsable()) {
       this.localCalls++;
       return this.local.seedCounter(key, value, expiresAt);
@@ -482,15 +482,18 @@ export class RedisLimiter implements Limiter {
     }
   }
 
-  private async seedCounterInRedis(key: string, value: number, expiresAt: number): Promise<void> {
+  private async seedCounterInRedis(key: string, value: number, expiresAt: number): Promise<boolean> {
     const ttl = Math.ceil(expiresAt - this.now());
-    if (ttl <= 0) return;
+    if (ttl <= 0) return false;
     try {
-      await this.answerWithin(this.client.set(`${this.prefix}ct:${key}`, String(value), 'PX', ttl, 'NX'));
+      const reply = await this.answerWithin(
+        this.client.set(`${this.prefix}ct:${key}`, String(value), 'PX', ttl, 'NX'),
+      );
+      return reply === 'OK';
     } catch (error) {
       this.fallBack(asError(error));
       this.localCalls++;
-      this.local.seedCounter(key, value, expiresAt);
+      return this.local.seedCounter(key, value, expiresAt);
     }
   }
 

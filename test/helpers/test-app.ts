@@ -10,6 +10,7 @@ import OpenAI from 'openai';
 import { type BootstrapResult, bootstrap, DEFAULT_BOOTSTRAP } from '../../src/accounts/bootstrap.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { type Config, type ConfigInput, loadConfig } from '../../src/config/config.ts';
+import type { Limiter } from '../../src/limits/limiter.ts';
 import { createLogger, createServices, type Services } from '../../src/services.ts';
 import { type Backend, openTestStore } from './stores.ts';
 
@@ -28,7 +29,7 @@ export interface TestApp {
 }
 
 export async function createTestApp(
-  options: { backend?: Backend; config?: ConfigInput; now?: () => number } = {},
+  options: { backend?: Backend; config?: ConfigInput; now?: () => number; limiter?: Limiter } = {},
 ): Promise<TestApp> {
   // No journal: parallel test apps would share one in the checkout's data directory (the journal
   // is tested on its own and through real processes).
@@ -45,6 +46,7 @@ export async function createTestApp(
     store,
     logger: createLogger(config, sink),
     ...(options.now ? { now: options.now } : {}),
+    ...(options.limiter ? { limiter: options.limiter } : {}),
   });
   const app = await buildApp(services);
   const instance = await bootstrap(store.db, services.keys, DEFAULT_BOOTSTRAP);
