@@ -308,9 +308,12 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     );
     expect(budget).toMatchObject({ hard_limit: 0, metric: 'cost', scope: { id: init.project_id } });
     expect(await chat()).toMatchObject({ status: 429, code: 'insufficient_quota' });
+    // And a token budget far from its limit, on the organization.
+    await cli('budgets', 'set', '--tokens', '1000000', '--period', 'day');
     const table = await cli('budgets', 'list');
     expect(table).toContain(budget.id);
     expect(table).toMatch(/\$0\.00\s+\$0\.00\s+50% 100%\s+enforcing/);
+    expect(table).toMatch(/organization\s+day\s+1,000,000 tokens\s+\d[\d,]* tokens\s+-\s+under limit/);
     expect(await cli('budgets', 'delete', budget.id)).toContain(`Deleted budget ${budget.id}`);
     expect(await chat()).toMatchObject({ status: 200 });
 

@@ -101,6 +101,12 @@ function amount(budget: Budget, value: number | null): string {
     : `${Math.round(value).toLocaleString('en-US')} tokens`;
 }
 
+/** OpenAI's `inactive` reads like a budget turned off: say what it means. */
+function statusOf(budget: Budget): string {
+  if (budget.enforcement.status === 'enforcing') return 'enforcing';
+  return budget.hard_limit === null ? 'alerts only' : 'under limit';
+}
+
 const budgetRows = (items: Budget[]) =>
   table(
     items.map((b) => ({
@@ -110,7 +116,7 @@ const budgetRows = (items: Budget[]) =>
       limit: amount(b, b.hard_limit),
       spent: amount(b, b.spent),
       alerts: b.soft_limit_percents.map((p) => `${p}%`).join(' ') || '-',
-      status: b.enforcement.status,
+      status: statusOf(b),
       resets: when(b.period_end),
     })),
     ['id', 'scope', 'period', 'limit', 'spent', 'alerts', 'status', 'resets'],
