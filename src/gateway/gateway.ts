@@ -12,6 +12,7 @@ import { ApiError, badRequest } from '../core/errors.ts';
 import { type RouteRule, ruleFor } from '../core/openai-routes.ts';
 import type { Admission } from '../limits/enforcer.ts';
 import type { Services } from '../services.ts';
+import { uploadedAudioSeconds } from './audio-duration.ts';
 import { authenticate, authorize, checkModel, type GatewayPrincipal, modelNotFound } from './authorize.ts';
 import { headersForClient, headersForUpstream } from './http-headers.ts';
 import { KEY_SELF_PATHS, keySelf } from './key-self.ts';
@@ -267,8 +268,16 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
       } else {
         const text = parsed === undefined ? buffer.toString('utf8') : undefined;
         units = unitsFrom(rule.kind, body?.json, parsed ?? text);
-        // Read off SRT/VTT cue times (or not at all, from plain text): not the upstream's figure.
+        // Read off SRT/VTT cue times: not the upstream's figure.
         if (text !== undefined) usage.estimated = true;
+        // Plain text (or JSON without a duration) says nothing of the audio's length: the file does.
+        if (units === 0 && rule.kind === 'audio_transcriptions' && body) {
+          const seconds = await uploadedAudioSeconds(body.raw, String(request.headers['content-type'] ?? ''));
+          if (seconds !== undefined) {
+            units = Math.ceil(seconds);
+            usage.estimated = true;
+          }
+        }
       }
     }
     // Recorded before the body is sent: a client that got its answer has a usage record.

@@ -70,9 +70,9 @@ async function startHeaderUpstream(): Promise<HeaderUpstream> {
         return;
       }
       if (req.url === '/v1/audio/transcriptions') {
-        // A transcript asked for as SRT: no duration field, only cue times.
+        // A transcript asked for as SRT: no duration field, only cue times; or as plain text.
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-        res.end(SRT);
+        res.end(req.headers['x-answer'] === 'plain-text' ? 'Hello there\n' : SRT);
         return;
       }
       if (req.url !== '/v1/chat/completions') {
@@ -526,6 +526,29 @@ describe('proxying', () => {
     });
   });
 
+  it('a transcript as plain text is billed by the length of the uploaded audio, as an estimate', async () => {
+    const transcribe = async (file: Buffer, name: string) => {
+      const form = new FormData();
+      form.append('model', 'hdr-whisper');
+      form.append('response_format', 'text');
+      form.append('file', new Blob([file]), name);
+      const before = gw.usage.events.length;
+      const response = await fetch(`${gw.url}/v1/audio/transcriptions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key.secret}`, 'x-answer': 'plain-text' },
+        body: form,
+      });
+      expect(response.status).toBe(200);
+      expect(await response.text()).toBe('Hello there\n');
+      await expect.poll(() => gw.usage.events.length).toBe(before + 1);
+      return gw.usage.events.at(-1);
+    };
+    // 61.5 s of PCM audio: 62 seconds billed (rounded up, as OpenAI bills).
+    expect(await transcribe(wav(61.5), 'talk.wav')).toMatchObject({ units: 62, estimated: true });
+    // Not audio the gateway can read: nothing to bill by (the upstream has answered anyway).
+    expect(await transcribe(Buffer.from('not audio at all'), 'notes.txt')).toMatchObject({ units: 0 });
+  });
+
   it('no upstream ever saw a client key; no secret in any response or log line', async () => {
     const upstreamRequests = [
       ...gw.mock.received.map((r) => r.headers),
@@ -564,3 +587,27 @@ describe('no upstream configured (and the built-in mock off)', () => {
     expect(await gw.findLeaks()).toEqual([]);
   });
 });
+
+/**
+ * A silent PCM WAV file of `seconds`: mono, 8 bits, at 16 samples a second, so that a minute
+ * fits this gateway's 2 KB body limit (the duration is the data size over the byte rate).
+ */
+function wav(seconds: number): Buffer {
+  const rate = 16;
+  const data = Math.round(seconds * rate);
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0);
+  header.writeUInt32LE(36 + data, 4);
+  header.write('WAVE', 8);
+  header.write('fmt ', 12);
+  header.writeUInt32LE(16, 16); // PCM format chunk size
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(1, 22); // mono
+  header.writeUInt32LE(rate, 24);
+  header.writeUInt32LE(rate, 28); // bytes per second
+  header.writeUInt16LE(1, 32); // block align
+  header.writeUInt16LE(8, 34); // bits per sample
+  header.write('data', 36);
+  header.writeUInt32LE(data, 40);
+  return Buffer.concat([header, Buffer.alloc(data, 0x80)]);
+}
