@@ -145,7 +145,16 @@ export async function createServices(
   const logger = options.logger ?? createLogger(config);
   const store =
     options.store ??
-    (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...options.storeOptions }));
+    (await openStore({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      onPgliteRestart: (cause) =>
+        logger.error(
+          { err: cause },
+          'the embedded database thread died and was started again on the data directory; requests it had in hand failed',
+        ),
+      ...options.storeOptions,
+    }));
   const logError = (message: string) => (error: unknown) => logger.error({ err: error }, message);
 
   const lastUsed = new LastUsedRecorder(

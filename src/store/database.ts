@@ -70,11 +70,18 @@ export interface OpenStoreOptions {
    * runs it on the calling thread.
    */
   pgliteThread?: boolean;
+  /** PGlite's thread died and was started again on the data directory (for the log). */
+  onPgliteRestart?: (cause: Error) => void;
 }
 
 export async function openStore(options: OpenStoreOptions): Promise<Store> {
   if (options.databaseUrl) return openPostgres(options.databaseUrl, options.poolSize ?? 10);
-  return openPglite(options.dataDir ?? './.keyport', options.loadDataDir, options.pgliteThread ?? true);
+  return openPglite(
+    options.dataDir ?? './.keyport',
+    options.loadDataDir,
+    options.pgliteThread ?? true,
+    options.onPgliteRestart,
+  );
 }
 
 async function openPostgres(url: string, poolSize: number): Promise<Store> {
@@ -104,6 +111,7 @@ async function openPglite(
   dataDir: string,
   loadDataDir: Blob | File | undefined,
   thread: boolean,
+  onRestart: ((cause: Error) => void) | undefined,
 ): Promise<Store> {
   const inMemory = dataDir === 'memory';
   const unlock = inMemory ? () => {} : lockDataDir(dataDir);
@@ -111,7 +119,12 @@ async function openPglite(
   let db: Db;
   try {
     if (thread) {
-      pglite = await PGliteProxy.open({ dataDir, startParams: PGLITE_START_PARAMS, loadDataDir });
+      pglite = await PGliteProxy.open({
+        dataDir,
+        startParams: PGLITE_START_PARAMS,
+        loadDataDir,
+        ...(onRestart ? { onRestart } : {}),
+      });
     } else {
       pglite = await PGlite.create({
         ...(inMemory ? {} : { fs: new DurableNodeFS(dataDir) }),

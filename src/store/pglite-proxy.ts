@@ -37,18 +37,64 @@ function workerEntry(): URL {
   return new URL('./pglite-worker-boot.mjs', import.meta.url);
 }
 
+export interface PGliteProxyOptions {
+  dataDir: string;
+  startParams: string[];
+  loadDataDir?: Blob | File | undefined;
+  /** The thread died and a new one was started on the data directory (for the log). */
+  onRestart?: (cause: Error) => void;
+}
+
+/** At most one restart a second: a database that cannot open again fails fast meanwhile. */
+const RESTART_INTERVAL_MS = 1000;
+
+/**
+ * If the thread dies (a WebAssembly abort, an out-of-memory kill of the thread), the calls it had
+ * fail and the next call starts a new thread on the same data directory: Postgres recovers it
+ * from its write-ahead log as after any crash, and what was committed is there. An in-memory
+ * database dies with its thread.
+ */
 export class PGliteProxy {
-  readonly #worker: Worker;
+  #worker!: Worker;
+  /** Which thread: a transaction begun on an earlier one is gone with it. */
+  #generation = 0;
   readonly #pending = new Map<
     number,
     { resolve: (value: unknown) => void; reject: (error: Error) => void }
   >();
   #nextId = 1;
-  #exited: Error | undefined;
+  /** Why the current thread is gone, until a new one is open. */
+  #dead: Error | undefined;
+  #restarting: Promise<void> | undefined;
+  #restartedAt = 0;
+  #closed = false;
 
-  private constructor() {
-    this.#worker = new Worker(workerEntry());
-    this.#worker.on('message', (reply: WorkerReply) => {
+  private constructor(private readonly options: PGliteProxyOptions) {
+    this.#spawn();
+  }
+
+  static async open(options: PGliteProxyOptions) {
+    const proxy = new PGliteProxy(options);
+    try {
+      await proxy.#open(options.loadDataDir);
+    } catch (error) {
+      proxy.#closed = true;
+      await proxy.#worker.terminate();
+      throw error;
+    }
+    return proxy;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  #spawn(): void {
+    const worker = new Worker(workerEntry());
+    this.#worker = worker;
+    this.#generation += 1;
+    this.#dead = undefined;
+    worker.on('message', (reply: WorkerReply) => {
       const pending = this.#pending.get(reply.id);
       if (!pending) return;
       this.#pending.delete(reply.id);
@@ -56,40 +102,65 @@ export class PGliteProxy {
       else pending.reject(new PGliteWorkerError(reply.error));
     });
     const fail = (error: Error) => {
-      this.#exited = error;
+      if (this.#worker !== worker || this.#dead) return;
+      this.#dead = error;
       for (const pending of this.#pending.values()) pending.reject(error);
       this.#pending.clear();
     };
-    this.#worker.on('error', fail);
-    this.#worker.on('exit', (code) => fail(new Error(`the database thread exited (${code})`)));
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`the database thread exited (${code})`)));
   }
 
-  static async open(options: {
-    dataDir: string;
-    startParams: string[];
-    loadDataDir?: Blob | File | undefined;
-  }) {
-    const proxy = new PGliteProxy();
-    const loadDataDir = options.loadDataDir ? await options.loadDataDir.arrayBuffer() : undefined;
-    try {
-      await proxy.#call(
-        {
-          op: 'open',
-          dataDir: options.dataDir,
-          startParams: options.startParams,
-          ...(loadDataDir ? { loadDataDir } : {}),
-        },
-        loadDataDir ? [loadDataDir] : [],
-      );
-    } catch (error) {
-      await proxy.#worker.terminate();
-      throw error;
+  async #open(loadDataDir?: Blob | File): Promise<void> {
+    const image = loadDataDir ? await loadDataDir.arrayBuffer() : undefined;
+    await this.#send(
+      {
+        op: 'open',
+        dataDir: this.options.dataDir,
+        startParams: this.options.startParams,
+        ...(image ? { loadDataDir: image } : {}),
+      },
+      image ? [image] : [],
+    );
+  }
+
+  /** A new thread on the data directory, once per death (and not more than once a second). */
+  #restart(cause: Error): Promise<void> {
+    if (this.#restarting) return this.#restarting;
+    if (this.options.dataDir === 'memory' || Date.now() - this.#restartedAt < RESTART_INTERVAL_MS) {
+      return Promise.reject(cause);
     }
-    return proxy;
+    this.#restartedAt = Date.now();
+    this.#restarting = (async () => {
+      void this.#worker.terminate();
+      this.#spawn();
+      try {
+        await this.#open();
+      } catch (error) {
+        this.#dead = error as Error;
+        throw error;
+      }
+      this.options.onRestart?.(cause);
+    })().finally(() => {
+      this.#restarting = undefined;
+    });
+    return this.#restarting;
   }
 
-  #call<T>(request: Request, transfer: ArrayBuffer[] = []): Promise<T> {
-    if (this.#exited) return Promise.reject(this.#exited);
+  async #call<T>(request: Request, generation?: number): Promise<T> {
+    if (this.#closed) throw new Error('the database is closed');
+    if (this.#restarting) await this.#restarting;
+    if (this.#dead) await this.#restart(this.#dead);
+    if (generation !== undefined && generation !== this.#generation) {
+      throw new Error(
+        'the database thread restarted: the transaction was lost, and nothing of it was committed',
+      );
+    }
+    return this.#send<T>(request);
+  }
+
+  #send<T>(request: Request, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#nextId++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
@@ -97,38 +168,52 @@ export class PGliteProxy {
     });
   }
 
+  /** Begins a transaction on the thread that is alive now, and says which one that is. */
+  async #begin(): Promise<{ id: number; generation: number }> {
+    if (this.#closed) throw new Error('the database is closed');
+    if (this.#restarting) await this.#restarting;
+    if (this.#dead) await this.#restart(this.#dead);
+    const generation = this.#generation; // read as the request leaves: its answer is that thread's
+    const id = await this.#send<number>({ op: 'begin' });
+    return { id, generation };
+  }
+
   query<T = unknown>(
     sql: string,
     params: unknown[] = [],
     options: QueryOptions = {},
-    tx?: number,
+    tx?: { id: number; generation: number },
   ): Promise<ProxyResults & { rows: T[] }> {
-    return this.#call({
-      op: 'query',
-      sql,
-      params,
-      rowMode: options.rowMode ?? 'object',
-      ...(tx !== undefined ? { tx } : {}),
-    });
+    return this.#call(
+      {
+        op: 'query',
+        sql,
+        params,
+        rowMode: options.rowMode ?? 'object',
+        ...(tx !== undefined ? { tx: tx.id } : {}),
+      },
+      tx?.generation,
+    );
   }
 
-  exec(sql: string, tx?: number): Promise<ProxyResults[]> {
-    return this.#call({ op: 'exec', sql, ...(tx !== undefined ? { tx } : {}) });
+  exec(sql: string, tx?: { id: number; generation: number }): Promise<ProxyResults[]> {
+    return this.#call({ op: 'exec', sql, ...(tx !== undefined ? { tx: tx.id } : {}) }, tx?.generation);
   }
 
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   async transaction<T>(fn: (tx: ProxyTransaction) => Promise<T>): Promise<T> {
-    const id = await this.#call<number>({ op: 'begin' });
-    const tx = new ProxyTransaction(this, id);
+    const handle = await this.#begin();
+    const { id } = handle;
+    const tx = new ProxyTransaction(this, handle);
     let result: T;
     try {
       result = await fn(tx);
     } catch (error) {
-      await this.#call({ op: 'rollback', tx: id }).catch(() => {});
+      await this.#call({ op: 'rollback', tx: id }, handle.generation).catch(() => {});
       throw error;
     }
-    if (tx.rolledBack) await this.#call({ op: 'rollback', tx: id });
-    else await this.#call({ op: 'commit', tx: id });
+    if (tx.rolledBack) await this.#call({ op: 'rollback', tx: id }, handle.generation);
+    else await this.#call({ op: 'commit', tx: id }, handle.generation);
     return result;
   }
 
@@ -137,10 +222,17 @@ export class PGliteProxy {
     return new Blob([await this.#call<ArrayBuffer>({ op: 'dump' })]);
   }
 
+  /** Tests: the thread dies as a crash would kill it. */
+  async simulateCrash(): Promise<void> {
+    await this.#worker.terminate();
+  }
+
   async close(): Promise<void> {
-    if (this.#exited) return;
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#restarting) await this.#restarting.catch(() => {});
     try {
-      await this.#call({ op: 'close' });
+      if (!this.#dead) await this.#send({ op: 'close' });
     } finally {
       await this.#worker.terminate();
     }
@@ -152,15 +244,15 @@ export class ProxyTransaction {
   rolledBack = false;
   constructor(
     private readonly proxy: PGliteProxy,
-    private readonly id: number,
+    private readonly handle: { id: number; generation: number },
   ) {}
 
   query<T = unknown>(sql: string, params: unknown[] = [], options: QueryOptions = {}) {
-    return this.proxy.query<T>(sql, params, options, this.id);
+    return this.proxy.query<T>(sql, params, options, this.handle);
   }
 
   exec(sql: string) {
-    return this.proxy.exec(sql, this.id);
+    return this.proxy.exec(sql, this.handle);
   }
 
   async rollback(): Promise<void> {
