@@ -19,6 +19,23 @@ export interface SpendScope {
   apiKeyId?: string;
 }
 
+/** Usage of `scope` made in [start, end) (`at`, ms)? */
+function inScope(
+  scope: SpendScope,
+  start: number,
+  end: number,
+  usage: { organizationId: string; projectId: string | null; apiKeyId: string },
+  at: number,
+): boolean {
+  return (
+    usage.organizationId === scope.organizationId &&
+    at >= start &&
+    at < end &&
+    (scope.projectId === undefined || usage.projectId === scope.projectId) &&
+    (scope.apiKeyId === undefined || usage.apiKeyId === scope.apiKeyId)
+  );
+}
+
 export interface UsageRecorder {
   record(event: UsageEvent): void;
   /** Writes what is pending; resolves when it is stored. */
@@ -40,6 +57,20 @@ export class MemoryUsageRecorder implements UsageRecorder {
   readonly events: UsageEvent[] = [];
   record(event: UsageEvent): void {
     this.events.push(event);
+  }
+  /** None of its events is ever written: all of them count. */
+  unwrittenSpend(scope: SpendScope, start: number, end: number): { cost: number; tokens: number } {
+    let cost = 0;
+    let tokens = 0;
+    for (const e of this.events) {
+      if (!inScope(scope, start, end, e, e.createdAt.getTime())) continue;
+      cost += e.costNanoUsd;
+      tokens += e.inputTokens + e.outputTokens;
+    }
+    return { cost, tokens };
+  }
+  whileNotWriting<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
   }
   async flush(): Promise<void> {}
   async close(): Promise<void> {}
@@ -153,9 +184,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     let cost = 0;
     let tokens = 0;
     for (const p of this.#pending) {
-      if (p.organizationId !== scope.organizationId || p.createdAt < start || p.createdAt >= end) continue;
-      if (scope.projectId !== undefined && p.projectId !== scope.projectId) continue;
-      if (scope.apiKeyId !== undefined && p.apiKeyId !== scope.apiKeyId) continue;
+      if (!inScope(scope, start, end, p, p.createdAt)) continue;
       cost += p.costNanoUsd;
       tokens += p.tokens;
     }
