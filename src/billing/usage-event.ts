@@ -43,6 +43,21 @@ export interface UsageEvent {
   costUnitsNanoUsd: number;
 }
 
+/** NUL and unpaired surrogates: text PostgreSQL refuses, in JSON as in a column. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what this must find
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * Text from the client (a model name, a path) as the database can store it. One event the
+ * database refuses would fail its whole batch, and every retry of it: usage would stop being
+ * written for everyone. The gateway refuses such model names; this is the backstop.
+ */
+function storable(text: string): string;
+function storable(text: string | null): string | null;
+function storable(text: string | null): string | null {
+  return text === null ? null : text.replace(UNSTORABLE, '\uFFFD');
+}
+
 /** The event as a database row (snake_case), also the journal's line format. */
 export function toRow(e: UsageEvent) {
   return {
@@ -53,10 +68,10 @@ export function toRow(e: UsageEvent) {
     api_key_id: e.apiKeyId,
     user_id: e.userId,
     service_account_id: e.serviceAccountId,
-    method: e.method,
-    endpoint: e.endpoint,
-    model: e.model,
-    upstream: e.upstream,
+    method: storable(e.method),
+    endpoint: storable(e.endpoint),
+    model: storable(e.model),
+    upstream: storable(e.upstream),
     kind: e.kind,
     input_tokens: e.inputTokens,
     cached_tokens: e.cachedTokens,
@@ -64,7 +79,7 @@ export function toRow(e: UsageEvent) {
     units: e.units,
     status: e.status,
     latency_ms: e.latencyMs,
-    client_ip: e.clientIp,
+    client_ip: storable(e.clientIp),
     streamed: e.streamed,
     estimated: e.estimated,
     cost_nano_usd: e.costNanoUsd,

@@ -77,6 +77,21 @@ describe.each(backends)('metering on %s', (backend) => {
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('stores text the database would refuse (NUL, unpaired surrogates) with U+FFFD, so it cannot fail its batch', async () => {
+    const org = await newOrganization();
+    const events = [
+      event(1, org, { model: 'gpt\u0000-4o' }),
+      event(2, org, { model: 'gpt-\ud800', endpoint: '/v1/\udc00x' }),
+      event(3, org, { model: 'ok 😀 model' }), // a pair is kept as it is
+    ];
+    expect((await ingestUsage(store.db, events, 'UTC')).inserted).toBe(3);
+    const rows = await store.db.select().from(usageEvents).where(eq(usageEvents.organizationId, org));
+    const models = new Map(rows.map((r) => [r.requestId, [r.model, r.endpoint]]));
+    expect(models.get(events[0]!.requestId)).toEqual(['gpt\uFFFD-4o', '/v1/chat/completions']);
+    expect(models.get(events[1]!.requestId)).toEqual(['gpt-\uFFFD', '/v1/\uFFFDx']);
+    expect(models.get(events[2]!.requestId)).toEqual(['ok 😀 model', '/v1/chat/completions']);
+  });
+
   it('stores every field exactly; the same events twice only once, in the events and in every roll-up', async () => {
     const org = await newOrganization();
     const events = Array.from({ length: 600 }, (_, i) => event(i, org));

@@ -5,7 +5,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { bearerToken, denialToError } from '../api/http/denials.ts';
-import { ApiError } from '../core/errors.ts';
+import { ApiError, badRequest } from '../core/errors.ts';
 import type { RouteRule } from '../core/openai-routes.ts';
 import { permits, requiredScope } from '../core/permissions.ts';
 import type { KeyVerifier, VerifyResult } from '../keys/verify-key.ts';
@@ -60,7 +60,19 @@ export function modelNotFound(model: string): ApiError {
   );
 }
 
+/** Control characters or unpaired surrogates: no model is named so, and no database stores them. */
+const NOT_A_MODEL_NAME =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this must find
+  /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const MAX_MODEL_NAME = 256;
+
 export function checkModel(principal: GatewayPrincipal, model: string): void {
+  if (model.length > MAX_MODEL_NAME || NOT_A_MODEL_NAME.test(model)) {
+    throw badRequest(
+      `The model name is not valid: at most ${MAX_MODEL_NAME} characters, and no control characters.`,
+      'model',
+    );
+  }
   if (!principal.key.allowsModel(model)) throw modelNotFound(model);
 }
 

@@ -170,4 +170,31 @@ describe('the gateway against crafted requests', () => {
     });
     expect(huge.status).toBe(400);
   });
+
+  it('a model name with control characters, unpaired surrogates or 300 characters is a 400, before the upstream', async () => {
+    const key = await gw.createKey();
+    const before = gw.usage.events.length;
+    for (const model of ['mock-gpt-4o\u0000', 'mock-\ud800', 'mock\ngpt', 'm'.repeat(300)]) {
+      const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] });
+      const seen = await upstreamDuring(async () => {
+        const response = await gw.request('POST', '/v1/chat/completions', {
+          headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+          body,
+        });
+        expect(response.status).toBe(400);
+        expect((response.body as { error: Record<string, unknown> }).error).toMatchObject({
+          type: 'invalid_request_error',
+          param: 'model',
+        });
+      });
+      expect(seen).toEqual([]);
+    }
+    expect(gw.usage.events.length).toBe(before); // nothing reached an upstream, nothing to bill
+    // A name with any other character still goes through.
+    const fine = await gw.request('POST', '/v1/chat/completions', {
+      headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(fine.status).toBe(200);
+  });
 });
