@@ -58,6 +58,10 @@ function storable(text: string | null): string | null {
   return text === null ? null : text.replace(UNSTORABLE, '\uFFFD');
 }
 
+/** The largest value of an `integer` column: a count beyond it (an upstream's nonsense) is capped. */
+const MAX_INT = 2_147_483_647;
+const int = (n: number) => Math.min(n, MAX_INT);
+
 /** The event as a database row (snake_case), also the journal's line format. */
 export function toRow(e: UsageEvent) {
   return {
@@ -73,12 +77,12 @@ export function toRow(e: UsageEvent) {
     model: storable(e.model),
     upstream: storable(e.upstream),
     kind: e.kind,
-    input_tokens: e.inputTokens,
-    cached_tokens: e.cachedTokens,
-    output_tokens: e.outputTokens,
+    input_tokens: int(e.inputTokens),
+    cached_tokens: int(e.cachedTokens),
+    output_tokens: int(e.outputTokens),
     units: e.units,
-    status: e.status,
-    latency_ms: e.latencyMs,
+    status: int(e.status),
+    latency_ms: int(e.latencyMs),
     client_ip: storable(e.clientIp),
     streamed: e.streamed,
     estimated: e.estimated,

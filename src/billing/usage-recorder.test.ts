@@ -193,19 +193,70 @@ describe.each(backends)('metering on %s', (backend) => {
     expect(await storedIds(org)).toEqual(events.map((e) => e.requestId).sort());
     expect(errors).toEqual([]);
 
-    // A failing insert (a null where the table needs a value) keeps the batch for the next flush.
-    const failing = new DatabaseUsageRecorder(store.db, {
+    // A database that cannot be reached keeps the batch for the next flush.
+    let down = true;
+    const flaky = {
+      transaction: async (fn: (tx: unknown) => unknown) => {
+        if (down)
+          throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+        return store.db.transaction(fn as never);
+      },
+    } as unknown as Db;
+    const failing = new DatabaseUsageRecorder(flaky, {
       timeZone: 'UTC',
       flushMs: 60_000,
       onError: (e) => errors.push(e),
     });
     await failing.start();
-    failing.record(event(2000, org, { method: null as unknown as string }));
+    const kept = event(2000, org);
+    failing.record(kept);
     await failing.flush();
     expect(errors).toHaveLength(1);
     expect(failing.pending).toBe(1);
+    await failing.flush();
+    expect(errors).toHaveLength(2);
+    down = false;
     await failing.close();
     expect(errors).toHaveLength(2);
+    expect(await storedIds(org)).toContain(kept.requestId);
+  });
+
+  it('an event the database refuses is isolated, logged and dropped; the rest of its batch is written', async () => {
+    const org = await newOrganization();
+    const errors: { error: unknown; what: string }[] = [];
+    const recorder = new DatabaseUsageRecorder(store.db, {
+      timeZone: 'UTC',
+      flushMs: 60_000,
+      onError: (error, what) => errors.push({ error, what }),
+    });
+    await recorder.start();
+    const events = Array.from({ length: 9 }, (_, i) => event(3000 + i, org));
+    // More units than a bigint holds: no retry can ever store it.
+    events[5] = event(3005, org, { units: 1e20 });
+    for (const e of events) recorder.record(e);
+    await recorder.flush();
+    expect(recorder.pending).toBe(0);
+    expect(recorder.rejected).toBe(1);
+    expect(await storedIds(org)).toEqual(
+      events
+        .filter((_, i) => i !== 5)
+        .map((e) => e.requestId)
+        .sort(),
+    );
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.what).toContain('dropped');
+    expect(errors[0]!.what).toContain(events[5]!.requestId); // the row, to recover by hand
+    await recorder.flush(); // not retried
+    expect(errors).toHaveLength(1);
+    await recorder.close();
+  });
+
+  it('counts beyond what an integer column holds are capped, not refused', async () => {
+    const org = await newOrganization();
+    const huge = event(4000, org, { inputTokens: 3e9, outputTokens: 5 });
+    expect((await ingestUsage(store.db, [huge], 'UTC')).inserted).toBe(1);
+    const [row] = await store.db.select().from(usageEvents).where(eq(usageEvents.requestId, huge.requestId));
+    expect(row).toMatchObject({ inputTokens: 2_147_483_647, outputTokens: 5 });
   });
 
   it('memory shed while a batch is being written drops the oldest unwritten events, not newer ones', async () => {

@@ -8,7 +8,7 @@
 import type { Db } from '../store/database.ts';
 import { serializeEvent, type UsageEvent } from './usage-event.ts';
 import type { UsageJournal } from './usage-journal.ts';
-import { compactRollups, ingestSerialized, ingestUsage } from './usage-store.ts';
+import { compactRollups, ingestSerialized } from './usage-store.ts';
 
 export type { UsageEvent } from './usage-event.ts';
 
@@ -121,6 +121,8 @@ export class DatabaseUsageRecorder implements UsageRecorder {
   #spilled = false;
   /** Events lost: neither in the journal nor kept in memory. */
   lost = 0;
+  /** Events the database refused to store (a value out of its range), logged and dropped. */
+  rejected = 0;
   #compactedAt = 0;
 
   constructor(
@@ -236,11 +238,7 @@ export class DatabaseUsageRecorder implements UsageRecorder {
       const batch = this.#pending.slice(0, size);
       this.#inFlight = new Set(batch);
       try {
-        const result = await ingestSerialized(
-          this.db,
-          batch.map((p) => p.serialized),
-          this.options.timeZone,
-        );
+        const result = await this.#ingestIsolating(batch.map((p) => p.serialized));
         this.options.onWritten?.('batch', result.inserted, batch.length);
       } catch (error) {
         // Those shed from memory while this write was failing are gone from memory now too.
@@ -259,6 +257,32 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     }
     if (this.#spilled) await this.#replaySpilled();
     await this.#compact();
+  }
+
+  /**
+   * Writes a batch; if the database refuses its data (not the connection: a value it cannot
+   * store), halves it until the refused events are alone, writes the others, and logs and drops
+   * those. One event that can never be written must not stop every other one from being written.
+   */
+  async #ingestIsolating(serialized: readonly string[]): Promise<{ inserted: number }> {
+    try {
+      return await ingestSerialized(this.db, serialized, this.options.timeZone);
+    } catch (error) {
+      if (!isDataError(error)) throw error;
+      if (serialized.length === 1) {
+        this.rejected++;
+        this.options.onError(
+          error,
+          `a usage event the database refuses was dropped (kept here to be recovered by hand): ${serialized[0]}`,
+          this.#pending.length,
+        );
+        return { inserted: 0 };
+      }
+      const half = Math.ceil(serialized.length / 2);
+      const first = await this.#ingestIsolating(serialized.slice(0, half));
+      const second = await this.#ingestIsolating(serialized.slice(half));
+      return { inserted: first.inserted + second.inserted };
+    }
   }
 
   /** Tells the journal which of its events the database now has. */
@@ -311,9 +335,20 @@ export class DatabaseUsageRecorder implements UsageRecorder {
     const size = 1000;
     let inserted = 0;
     for (let i = 0; i < events.length; i += size) {
-      inserted += (await ingestUsage(this.db, events.slice(i, i + size), this.options.timeZone)).inserted;
+      inserted += (await this.#ingestIsolating(events.slice(i, i + size).map(serializeEvent))).inserted;
     }
     this.options.onWritten?.('replay', inserted, events.length);
     journal.remove(seq);
   }
+}
+
+/**
+ * PostgreSQL refusing the values themselves (SQLSTATE class 22, data exception: out of range,
+ * invalid text; or a missing required value, 23502), which no retry will change.
+ */
+function isDataError(error: unknown): boolean {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === 'string') return e.code.startsWith('22') || e.code === '23502';
+  }
+  return false;
 }
