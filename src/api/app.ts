@@ -48,8 +48,16 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(text));
-    } catch {
+      done(null, JSON.parse(text, storableText));
+    } catch (error) {
+      if (error instanceof UnstorableTextError) {
+        return done(
+          new ApiError(
+            'invalid_request',
+            'The JSON body contains text that cannot be stored: a NUL character (\\u0000) or an unpaired surrogate.',
+          ),
+        );
+      }
       done(
         new ApiError(
           'invalid_json',
@@ -132,11 +140,37 @@ function toApiError(error: FastifyError | ApiError, bodyLimit: number): ApiError
   if (error.statusCode && error.statusCode >= 400 && error.statusCode < 500) {
     return new ApiError('invalid_request', error.message);
   }
+  // PostgreSQL refusing a value itself (SQLSTATE class 22: text it cannot store, a number out of
+  // range) is the request's fault, whatever check let it through: a 400, not a 500.
+  if (isDataException(error)) {
+    return new ApiError(
+      'invalid_request',
+      'A value in your request is not valid: text with a NUL character or an unpaired surrogate, or a number out of range.',
+    );
+  }
   return new ApiError(
     'server_error',
     'The server had an error while processing your request. Sorry about that!',
   );
 }
+
+function isDataException(error: unknown): boolean {
+  for (let e = error as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code)) return true;
+  }
+  return false;
+}
+
+/** JSON.parse's reviver: text PostgreSQL cannot store is refused where it enters. */
+function storableText(_key: string, value: unknown): unknown {
+  if (typeof value === 'string' && UNSTORABLE_TEXT.test(value)) throw new UnstorableTextError();
+  return value;
+}
+
+class UnstorableTextError extends Error {}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what this must find
+const UNSTORABLE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function redactKeysIn(path: string): string {
   return decodeURIComponentSafe(path).replace(KEY_PATTERN_IN_TEXT, (key) => redactKey(key));
