@@ -13,7 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -67,17 +67,29 @@ export async function startRawProxy(options: { port: number; upstream: string })
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+/**
+ * Runs a bench pass-through as its own process (`--port N --upstream URL`), when `moduleUrl` is the
+ * script node was started with: the gateway benchmark spawns each one so.
+ */
+export async function serveFromCommandLine(
+  moduleUrl: string,
+  name: string,
+  start: (options: { port: number; upstream: string }) => Promise<string>,
+): Promise<void> {
+  if (!process.argv[1] || fileURLToPath(moduleUrl) !== path.resolve(process.argv[1])) return;
   const { values } = parseArgs({
     options: { port: { type: 'string', default: '0' }, upstream: { type: 'string' } },
   });
   if (!values.upstream) {
-    process.stderr.write('usage: tsx bench/raw-proxy.ts --port N --upstream http://127.0.0.1:M\n');
+    const script = path.relative(process.cwd(), fileURLToPath(moduleUrl));
+    process.stderr.write(`usage: tsx ${script} --port N --upstream http://127.0.0.1:M\n`);
     process.exit(2);
   }
-  const url = await startRawProxy({ port: Number(values.port), upstream: values.upstream });
-  process.stdout.write(`Raw proxy listening at ${url}\n`);
+  const url = await start({ port: Number(values.port), upstream: values.upstream });
+  process.stdout.write(`${name} listening at ${url}\n`);
   const stop = () => process.exit(0);
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
 }
+
+await serveFromCommandLine(import.meta.url, 'Raw proxy', startRawProxy);

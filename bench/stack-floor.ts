@@ -10,29 +10,18 @@
  *
  * Loopback only.
  */
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import Fastify from 'fastify';
 import { Agent, request } from 'undici';
+import { HOP_BY_HOP, serveFromCommandLine } from './raw-proxy.ts';
 
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'content-length',
-]);
+/** Each side frames its own connection and body length. */
+const NOT_FORWARDED = new Set([...HOP_BY_HOP, 'host', 'content-length']);
 
 function endToEnd(headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+    if (value !== undefined && !NOT_FORWARDED.has(name)) out[name] = value;
   }
   return out;
 }
@@ -68,17 +57,4 @@ export async function startStackFloor(options: { port: number; upstream: string 
   return app.listen({ port: options.port, host: '127.0.0.1' });
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  const { values } = parseArgs({
-    options: { port: { type: 'string', default: '0' }, upstream: { type: 'string' } },
-  });
-  if (!values.upstream) {
-    process.stderr.write('usage: tsx bench/stack-floor.ts --port N --upstream http://127.0.0.1:M\n');
-    process.exit(2);
-  }
-  const url = await startStackFloor({ port: Number(values.port), upstream: values.upstream });
-  process.stdout.write(`Stack floor listening at ${url}\n`);
-  const stop = () => process.exit(0);
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
-}
+await serveFromCommandLine(import.meta.url, 'Stack floor', startStackFloor);

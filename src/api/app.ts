@@ -12,8 +12,10 @@ import Fastify, {
 } from 'fastify';
 import { ApiError } from '../core/errors.ts';
 import { KEY_PATTERN_IN_TEXT, redactKey } from '../core/key-format.ts';
+import { hasUnstorableText } from '../core/storable-text.ts';
 import { registerGateway } from '../gateway/gateway.ts';
 import type { Services } from '../services.ts';
+import { isDataException } from '../store/sql-state.ts';
 import { registerAdminApi } from './admin/routes.ts';
 import { registerDashboardApi } from './dashboard/routes.ts';
 import { lazyChildLogger } from './http/request-logger.ts';
@@ -48,7 +50,7 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(text, storableText));
+      done(null, JSON.parse(text, refuseUnstorableText));
     } catch (error) {
       if (error instanceof UnstorableTextError) {
         return done(
@@ -154,23 +156,13 @@ function toApiError(error: FastifyError | ApiError, bodyLimit: number): ApiError
   );
 }
 
-function isDataException(error: unknown): boolean {
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (typeof e.code === 'string' && /^22[0-9A-Z]{3}$/.test(e.code)) return true;
-  }
-  return false;
-}
-
 /** JSON.parse's reviver: text PostgreSQL cannot store is refused where it enters. */
-function storableText(_key: string, value: unknown): unknown {
-  if (typeof value === 'string' && UNSTORABLE_TEXT.test(value)) throw new UnstorableTextError();
+function refuseUnstorableText(_key: string, value: unknown): unknown {
+  if (typeof value === 'string' && hasUnstorableText(value)) throw new UnstorableTextError();
   return value;
 }
 
 class UnstorableTextError extends Error {}
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what this must find
-const UNSTORABLE_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 function redactKeysIn(path: string): string {
   return decodeURIComponentSafe(path).replace(KEY_PATTERN_IN_TEXT, (key) => redactKey(key));

@@ -33,6 +33,7 @@ import {
   type PaymentRow,
   payments,
 } from '../store/schema.ts';
+import { sqlStateOf } from '../store/sql-state.ts';
 import { type InvoiceAmounts, invoiceAmounts, invoiceLines, invoiceNumber } from './invoices.ts';
 import type { PaymentProvider } from './payments.ts';
 import { sumUsageByProjectAndModel } from './usage-query.ts';
@@ -702,8 +703,5 @@ async function auditGrantCreated(tx: DbOrTx, grant: CreditGrantRow, actor: Actor
 }
 
 function isUniqueViolation(error: unknown): boolean {
-  const code =
-    (error as { code?: string; cause?: { code?: string } }).code ??
-    (error as { cause?: { code?: string } }).cause?.code;
-  return code === '23505';
+  return sqlStateOf(error) === '23505';
 }

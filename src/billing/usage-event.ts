@@ -1,5 +1,7 @@
 /** One gateway request's usage: what the metering pipeline carries from the gateway to the database. */
 
+import { storableText } from '../core/storable-text.ts';
+
 /** The Usage API's families (`/v1/organization/usage/<kind>`); `other` is metered but not reported there. */
 export const USAGE_KINDS = [
   'completions',
@@ -43,19 +45,15 @@ export interface UsageEvent {
   costUnitsNanoUsd: number;
 }
 
-/** NUL and unpaired surrogates: text PostgreSQL refuses, in JSON as in a column. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is what this must find
-const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
 /**
  * Text from the client (a model name, a path) as the database can store it. One event the
- * database refuses would fail its whole batch, and every retry of it: usage would stop being
- * written for everyone. The gateway refuses such model names; this is the backstop.
+ * database refuses would fail its whole batch: the gateway refuses such model names; this is the
+ * backstop.
  */
 function storable(text: string): string;
 function storable(text: string | null): string | null;
 function storable(text: string | null): string | null {
-  return text === null ? null : text.replace(UNSTORABLE, '\uFFFD');
+  return text === null ? null : storableText(text);
 }
 
 /** The largest value of an `integer` column: a count beyond it (an upstream's nonsense) is capped. */

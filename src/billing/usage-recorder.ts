@@ -6,6 +6,7 @@
  * request id), and drops journal segments once the database has all of their events.
  */
 import type { Db } from '../store/database.ts';
+import { isDataException, sqlStateOf } from '../store/sql-state.ts';
 import { serializeEvent, type UsageEvent } from './usage-event.ts';
 import type { UsageJournal } from './usage-journal.ts';
 import { compactRollups, ingestSerialized } from './usage-store.ts';
@@ -343,12 +344,9 @@ export class DatabaseUsageRecorder implements UsageRecorder {
 }
 
 /**
- * PostgreSQL refusing the values themselves (SQLSTATE class 22, data exception: out of range,
- * invalid text; or a missing required value, 23502), which no retry will change.
+ * PostgreSQL refusing the values themselves (a data exception, or a missing required value,
+ * 23502), which no retry will change.
  */
 function isDataError(error: unknown): boolean {
-  for (let e = error as { code?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (typeof e.code === 'string') return e.code.startsWith('22') || e.code === '23502';
-  }
-  return false;
+  return isDataException(error) || sqlStateOf(error) === '23502';
 }

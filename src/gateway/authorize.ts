@@ -8,6 +8,7 @@ import { bearerToken, denialToError } from '../api/http/denials.ts';
 import { ApiError, badRequest } from '../core/errors.ts';
 import type { RouteRule } from '../core/openai-routes.ts';
 import { permits, requiredScope } from '../core/permissions.ts';
+import { hasUnstorableText } from '../core/storable-text.ts';
 import type { KeyVerifier, VerifyResult } from '../keys/verify-key.ts';
 
 export type GatewayPrincipal = Extract<VerifyResult, { valid: true }>;
@@ -60,14 +61,13 @@ export function modelNotFound(model: string): ApiError {
   );
 }
 
-/** Control characters or unpaired surrogates: no model is named so, and no database stores them. */
-const NOT_A_MODEL_NAME =
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this must find
-  /[\u0000-\u001f\u007f]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** Control characters: no model is named so. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this must find
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 const MAX_MODEL_NAME = 256;
 
 export function checkModel(principal: GatewayPrincipal, model: string): void {
-  if (model.length > MAX_MODEL_NAME || NOT_A_MODEL_NAME.test(model)) {
+  if (model.length > MAX_MODEL_NAME || CONTROL_CHARACTER.test(model) || hasUnstorableText(model)) {
     throw badRequest(
       `The model name is not valid: at most ${MAX_MODEL_NAME} characters, and no control characters.`,
       'model',

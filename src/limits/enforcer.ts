@@ -303,21 +303,17 @@ export class LimitEnforcer implements SpendReader {
       amount: c.metric === 'cost' ? cost : tokens,
       expiresAt: keyed[i]!.bounds.end + SEED_SLACK_MS,
     }));
-    let totals = await this.#limiter.addToCounters(adds);
-    const missing = counters.flatMap((_, i) => (totals[i] === undefined ? [i] : []));
-    if (missing.length > 0) {
-      const won = await Promise.all(missing.map((i) => this.#seed(counters[i]!, now)));
-      // Our seed counted this request; another instance's did not (its unwritten usage is its own).
-      const retry = missing.filter((_, j) => !won[j]);
-      const again = retry.length > 0 ? await this.#limiter.addToCounters(retry.map((i) => adds[i]!)) : [];
-      const read = missing.some((_, j) => won[j])
-        ? await this.#limiter.readCounters(missing.map((i) => adds[i]!.key))
-        : [];
-      totals = [...totals];
-      missing.forEach((i, j) => {
-        totals[i] = won[j] ? read[j] : again[retry.indexOf(i)];
-      });
-    }
+    const totals = [...(await this.#limiter.addToCounters(adds))];
+    await Promise.all(
+      counters.map(async (counter, i) => {
+        if (totals[i] !== undefined) return;
+        // Our seed counted this request; another instance's did not (its unwritten usage is its own).
+        const won = await this.#seed(counter, now);
+        [totals[i]] = await (won
+          ? this.#limiter.readCounters([adds[i]!.key])
+          : this.#limiter.addToCounters([adds[i]!]));
+      }),
+    );
     counters.forEach((counter, i) => {
       const total = totals[i];
       if (total !== undefined) this.#checkThresholds(admission, counter, keyed[i]!.bounds.start, total);

@@ -147,10 +147,15 @@ export class PGliteProxy {
     return this.#restarting;
   }
 
-  async #call<T>(request: Request, generation?: number): Promise<T> {
+  /** Waits for a live thread: the one running, or one started now in place of a dead one. */
+  async #alive(): Promise<void> {
     if (this.#closed) throw new Error('the database is closed');
     if (this.#restarting) await this.#restarting;
     if (this.#dead) await this.#restart(this.#dead);
+  }
+
+  async #call<T>(request: Request, generation?: number): Promise<T> {
+    await this.#alive();
     if (generation !== undefined && generation !== this.#generation) {
       throw new Error(
         'the database thread restarted: the transaction was lost, and nothing of it was committed',
@@ -170,9 +175,7 @@ export class PGliteProxy {
 
   /** Begins a transaction on the thread that is alive now, and says which one that is. */
   async #begin(): Promise<{ id: number; generation: number }> {
-    if (this.#closed) throw new Error('the database is closed');
-    if (this.#restarting) await this.#restarting;
-    if (this.#dead) await this.#restart(this.#dead);
+    await this.#alive();
     const generation = this.#generation; // read as the request leaves: its answer is that thread's
     const id = await this.#send<number>({ op: 'begin' });
     return { id, generation };
