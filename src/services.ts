@@ -378,6 +378,7 @@ function createLimiter(config: Config, logger: Logger, now: (() => number) | und
   return new RedisLimiter({
     url: config.redisUrl,
     keyPrefix: config.redisKeyPrefix,
+    localGrants: config.redisLocalGrants === 'on',
     onFallback: (error) =>
       logger.warn(
         { err: error },

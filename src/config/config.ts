@@ -86,6 +86,11 @@ const configSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9:_.-]{0,64}$/, 'expected up to 64 letters, digits and : _ . -')
     .default('keyport:'),
+  /**
+   * With Redis: admit most requests from capacity each instance takes ahead of need (at most 1/64
+   * of a limit), with no Redis round trip on their path; 'off' makes every admission a Redis call.
+   */
+  redisLocalGrants: z.enum(['on', 'off']).default('on'),
   keyPrefix: z
     .string()
     .regex(PREFIX_PATTERN, 'expected 1-16 lower-case letters or digits, starting with a letter (no "_")')
@@ -176,6 +181,7 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   databaseUrl: 'KEYPORT_DATABASE_URL',
   redisUrl: 'KEYPORT_REDIS_URL',
   redisKeyPrefix: 'KEYPORT_REDIS_KEY_PREFIX',
+  redisLocalGrants: 'KEYPORT_REDIS_LOCAL_GRANTS',
   keyPrefix: 'KEYPORT_KEY_PREFIX',
   logLevel: 'KEYPORT_LOG_LEVEL',
   keyCacheTtlMs: 'KEYPORT_KEY_CACHE_TTL_MS',

@@ -14,6 +14,7 @@
  * When the connection is ready again (or, after a failure on a live connection, a PING answers),
  * calls go back to Redis (`onRecover`).
  */
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { gcraAdmit, gcraPeek } from '../core/gcra.ts';
 import type {
@@ -26,6 +27,7 @@ import type {
   SettleRequest,
 } from './limiter.ts';
 import { costOf, MemoryLimiter } from './memory-limiter.ts';
+import { type GiveBack, type GrantPlan, LocalGrants } from './redis-grants.ts';
 
 export interface RedisLimiterOptions {
   /** `redis://…`; the limiter owns that connection and quits it on close. */
@@ -54,6 +56,13 @@ export interface RedisLimiterOptions {
   onError?: (error: Error) => void;
   /** The local clock: used by the fallback limiter and for counters' expiry, never for admission. */
   now?: () => number;
+  /**
+   * Admit most requests from capacity taken ahead of need (`redis-grants.ts`), with no round trip
+   * on their path. Default true; false makes every admission a Redis call.
+   */
+  localGrants?: boolean;
+  /** Grants unused this long go back to Redis; debts are charged this often. */
+  grantFlushMs?: number;
 }
 
 /**
@@ -89,70 +98,96 @@ local function num(x) return string.format('%.17g', x) end
 `;
 
 /**
- * KEYS: nb bucket keys, then slot keys. ARGV: nb, lease id, lease TTL, (limit, period, cost) per
- * bucket, limit per slot. Returns {code, index, inFlight, now, TAT per bucket}: code 0 admitted
- * (TATs after the charge), 1 refused by bucket `index` (the longest wait), 2 refused by slot
- * `index` with `inFlight` leases; when refused nothing was written but expired leases.
+ * Admits a request and grants capacity ahead of need (`redis-grants.ts`) in one atomic step.
+ * KEYS: nb bucket keys, then slot keys. ARGV: nb, lease id, lease TTL, grant member prefix, then
+ * (limit, period, cost, want) per bucket and (limit, take, want) per slot: `cost` is what this
+ * call charges the bucket for the request, `want` the units to grant beyond it (as many as fit);
+ * `take` 1 leases the slot under the lease id, 0 leaves it to a member the instance lends, and
+ * `want` members named prefix..1, prefix..2, … are added (as many as fit). A call with no cost and
+ * no take only asks ahead. Returns {code, index, inFlight, now, TAT per bucket, units granted per
+ * bucket, members granted per slot}: code 0 admitted (TATs after the charge), 1 refused by bucket
+ * `index` (the longest wait), 2 refused by slot `index` with `inFlight` leases; when refused
+ * nothing was written but expired leases, and nothing granted.
  * The GCRA arithmetic is src/core/gcra.ts's, operation for operation.
  */
 const ADMIT = `${PRELUDE}
 local nb = tonumber(ARGV[1])
 local lease = ARGV[2]
 local ttl = tonumber(ARGV[3])
+local prefix = ARGV[4]
+local ns = #KEYS - nb
 local reply = {0, 0, 0, num(now)}
-local fresh = {}
+local fresh, units = {}, {}
 local refused, longest = 0, -1
 for i = 1, nb do
-  local limit = tonumber(ARGV[3 * i + 1])
-  local period = tonumber(ARGV[3 * i + 2])
-  local cost = tonumber(ARGV[3 * i + 3])
+  local a = 4 * i + 1
+  local limit, period = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local cost, want = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   reply[4 + i] = num(tat)
-  local newTat = tat + cost * (period / limit)
+  local step = period / limit
+  local newTat = tat + cost * step
   local wait = newTat - period - now
   if cost > limit then wait = math.huge end
   if wait > 0 then
     if wait > longest then refused, longest = i, wait end
   else
-    fresh[i] = newTat
+    local grant = math.max(0, math.min(want, math.floor((now + period - newTat) / step + 1e-9)))
+    units[i] = grant
+    fresh[i] = newTat + grant * step
+    if cost + grant == 0 then fresh[i] = nil end
   end
 end
 if refused > 0 then
   reply[1], reply[2] = 1, refused
   return reply
 end
-local slotLimits = 3 + 3 * nb
-for j = 1, #KEYS - nb do
+local s = 4 + 4 * nb
+local members, takes = {}, {}
+for j = 1, ns do
   local key = KEYS[nb + j]
+  local limit, want = tonumber(ARGV[s + 3 * j - 2]), tonumber(ARGV[s + 3 * j])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', num(now))
-  if not redis.call('ZSCORE', key, lease) then
-    local inFlight = redis.call('ZCARD', key)
-    if inFlight >= tonumber(ARGV[slotLimits + j]) then
-      reply[1], reply[2], reply[3] = 2, j, inFlight
-      return reply
+  local inFlight = redis.call('ZCARD', key)
+  if ARGV[s + 3 * j - 1] == '1' then
+    takes[j] = true
+    if not redis.call('ZSCORE', key, lease) then
+      if inFlight >= limit then
+        reply[1], reply[2], reply[3] = 2, j, inFlight
+        return reply
+      end
+      inFlight = inFlight + 1
     end
   end
+  members[j] = math.max(0, math.min(want, limit - inFlight))
 end
 for i = 1, nb do
-  redis.call('SET', KEYS[i], num(fresh[i]), 'PX', math.max(1, math.ceil(fresh[i] - now)))
-  reply[4 + i] = num(fresh[i])
+  if fresh[i] then
+    redis.call('SET', KEYS[i], num(fresh[i]), 'PX', math.max(1, math.ceil(fresh[i] - now)))
+    reply[4 + i] = num(fresh[i])
+  end
+  reply[4 + nb + i] = units[i]
 end
-for j = nb + 1, #KEYS do
-  redis.call('ZADD', KEYS[j], num(now + ttl), lease)
-  if redis.call('PTTL', KEYS[j]) < ttl then redis.call('PEXPIRE', KEYS[j], ttl) end
+for j = 1, ns do
+  local key = KEYS[nb + j]
+  if takes[j] then redis.call('ZADD', key, num(now + ttl), lease) end
+  for k = 1, members[j] do redis.call('ZADD', key, num(now + ttl), prefix .. k) end
+  if (takes[j] or members[j] > 0) and redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  reply[4 + 2 * nb + j] = members[j]
 end
 return reply
 `;
 
-/** KEYS: nb token bucket keys, then slot keys. ARGV: nb, lease id, actual - estimated, (limit, period) per bucket. */
-const SETTLE = `${PRELUDE}
+/**
+ * Moves TATs and releases leases: a request's token reconciliation and slots, and grants given
+ * back. KEYS: nb bucket keys, then one slot key per lease to release. ARGV: nb, (limit, period,
+ * diff) per bucket (diff in units, either way), then the lease id per slot key.
+ */
+const GIVE_BACK = `${PRELUDE}
 local nb = tonumber(ARGV[1])
-local lease = ARGV[2]
-local diff = tonumber(ARGV[3])
 for i = 1, nb do
-  local limit = tonumber(ARGV[2 * i + 2])
-  local period = tonumber(ARGV[2 * i + 3])
+  local limit, period, diff = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   tat = tat + diff * (period / limit)
@@ -162,7 +197,7 @@ for i = 1, nb do
     redis.call('DEL', KEYS[i])
   end
 end
-for j = nb + 1, #KEYS do redis.call('ZREM', KEYS[j], lease) end
+for j = nb + 1, #KEYS do redis.call('ZREM', KEYS[j], ARGV[2 * nb + j + 1]) end
 return 1
 `;
 
@@ -198,7 +233,7 @@ type Arg = string | number;
 /** What `defineCommand` adds (ioredis cannot type commands defined at run time). */
 interface ScriptCommands {
   keyportAdmit(...args: Arg[]): Promise<AdmitReply>;
-  keyportSettle(...args: Arg[]): Promise<unknown>;
+  keyportGiveBack(...args: Arg[]): Promise<unknown>;
   keyportRenew(...args: Arg[]): unknown;
   keyportAddCounters(...args: Arg[]): Promise<(string | null)[]>;
 }
@@ -227,6 +262,13 @@ export class RedisLimiter implements Limiter {
   /** Requests admitted locally (during an outage) that settle must reach locally too. */
   private readonly localAdmissions = new Set<string>();
   private readonly renewTimer: NodeJS.Timeout;
+  private readonly grants: LocalGrants | undefined;
+  private readonly grantTimer: NodeJS.Timeout | undefined;
+  /** Names this instance's granted lease members apart from every other instance's. */
+  private readonly instanceId = randomBytes(6).toString('base64url');
+  private calls = 0;
+  /** Asks ahead in flight: close waits for them, so that what they grant is given back too. */
+  private readonly asking = new Set<Promise<void>>();
   private probeTimer: NodeJS.Timeout | undefined;
   private isDegraded = false;
   private closed = false;
@@ -257,7 +299,7 @@ export class RedisLimiter implements Limiter {
     this.onError = options.onError ?? noop;
     this.local = new MemoryLimiter({ now: this.now });
     this.client.defineCommand('keyportAdmit', { lua: ADMIT });
-    this.client.defineCommand('keyportSettle', { lua: SETTLE });
+    this.client.defineCommand('keyportGiveBack', { lua: GIVE_BACK });
     this.client.defineCommand('keyportRenew', { lua: RENEW });
     this.client.defineCommand('keyportAddCounters', { lua: ADD_COUNTERS });
     this.scripts = this.client as unknown as ScriptCommands;
@@ -267,6 +309,11 @@ export class RedisLimiter implements Limiter {
     this.client.on('ready', this.recover);
     this.renewTimer = setInterval(this.renewLeases, options.renewIntervalMs ?? 10_000);
     this.renewTimer.unref();
+    if (options.localGrants ?? true) {
+      this.grants = new LocalGrants(this.now);
+      this.grantTimer = setInterval(this.flushGrants, options.grantFlushMs ?? 250);
+      this.grantTimer.unref();
+    }
   }
 
   /** True while calls are answered by local limits. */
@@ -282,6 +329,11 @@ export class RedisLimiter implements Limiter {
   /** Calls answered by local limits so far. */
   get fallbackCalls(): number {
     return this.localCalls;
+  }
+
+  /** Admissions decided from local grants, with no round trip, so far. */
+  get grantedAdmissions(): number {
+    return this.grants?.localAdmissions ?? 0;
   }
 
   /**
@@ -308,7 +360,12 @@ export class RedisLimiter implements Limiter {
   admit(request: AdmitRequest): MaybePromise<AdmitResult> {
     if (request.buckets.length === 0 && request.slots.length === 0) return { allowed: true, states: [] };
     if (!this.redisUsable()) return this.admitLocally(request);
-    return this.admitInRedis(request);
+    if (this.grants === undefined) return this.admitInRedis(request, undefined);
+    const states = this.grants.tryAdmit(request);
+    if (states === undefined) return this.admitInRedis(request, this.grants.reserve(request));
+    const ahead = this.grants.askAhead(request);
+    if (ahead) this.askAhead(request, ahead);
+    return { allowed: true, states };
   }
 
   /** Never throws nor rejects: a failure goes to `onError` (and an outage to `onFallback`). */
@@ -316,11 +373,21 @@ export class RedisLimiter implements Limiter {
     try {
       if (this.localAdmissions.delete(request.leaseId)) return this.local.settle(request);
       this.live.delete(request.leaseId);
-      const reconcile = request.estimatedTokens !== request.actualTokens && hasTokenBucket(request);
-      if (!reconcile && request.slots.length === 0) return;
+      const diff = request.actualTokens - request.estimatedTokens;
+      // What grants here hold or lent is settled here; the rest is Redis's.
+      const rest = this.grants
+        ? this.grants.settle(request)
+        : {
+            buckets: diff === 0 ? [] : request.buckets.filter((b) => b.unit === 'tokens'),
+            slots: request.slots,
+          };
+      if (rest.buckets.length === 0 && rest.slots.length === 0) return;
       // Admitted by Redis but Redis is away: its leases expire by themselves.
       if (this.isDegraded || this.client.status !== 'ready') return;
-      return this.settleInRedis(request, reconcile);
+      return this.giveBack({
+        buckets: rest.buckets.map((bucket) => ({ bucket, diff })),
+        members: rest.slots.map((slot) => ({ key: slot.key, member: request.leaseId })),
+      });
     } catch (error) {
       this.onError(asError(error));
     }
@@ -358,6 +425,11 @@ export class RedisLimiter implements Limiter {
     this.closed = true;
     clearInterval(this.renewTimer);
     clearInterval(this.probeTimer);
+    clearInterval(this.grantTimer);
+    // What this instance holds goes back, so that the others may have it now, not at expiry.
+    await Promise.allSettled([...this.asking]);
+    if (this.grants && !this.isDegraded && this.client.status === 'ready')
+      await this.giveBack(this.grants.takeAll());
     this.client.off('close', this.onConnectionClose);
     this.client.off('ready', this.recover);
     // An owned client keeps its error listener while quitting; a borrowed one has its owner's.
@@ -372,26 +444,84 @@ export class RedisLimiter implements Limiter {
     await this.local.close();
   }
 
-  private async admitInRedis(request: AdmitRequest): Promise<AdmitResult> {
+  /**
+   * One script call admits what grants do not cover of the request (all of it without grants)
+   * and takes the grants the plan asks for.
+   */
+  private async admitInRedis(request: AdmitRequest, plan: GrantPlan | undefined): Promise<AdmitResult> {
     const { buckets, slots, tokens, leaseId } = request;
+    const memberPrefix = `${this.instanceId}:${++this.calls}:`;
     const args: Arg[] = [buckets.length + slots.length];
     for (const bucket of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
-    const slotKeys: string[] = [];
-    for (const slot of slots) slotKeys.push(`${this.prefix}cc:${slot.key}`);
-    args.push(...slotKeys, buckets.length, leaseId, this.leaseTtlMs);
-    for (const bucket of buckets) args.push(bucket.limit, bucket.periodMs, costOf(bucket, tokens));
-    for (const slot of slots) args.push(slot.limit);
+    for (const slot of slots) args.push(`${this.prefix}cc:${slot.key}`);
+    args.push(buckets.length, leaseId, this.leaseTtlMs, memberPrefix);
+    for (let i = 0; i < buckets.length; i++) {
+      const bucket = buckets[i]!;
+      args.push(
+        bucket.limit,
+        bucket.periodMs,
+        costOf(bucket, tokens) - (plan?.use[i] ?? 0),
+        plan?.want[i] ?? 0,
+      );
+    }
+    for (let j = 0; j < slots.length; j++) {
+      args.push(slots[j]!.limit, plan?.lent[j] === undefined ? 1 : 0, plan?.wantSlots[j] ?? 0);
+    }
     const reply = this.scripts.keyportAdmit(...args);
-    let result: AdmitResult;
+    let decoded: DecodedAdmit;
     try {
-      result = decodeAdmit(request, await this.answerWithin(reply));
+      decoded = decodeAdmit(request, await this.answerWithin(reply), memberPrefix);
     } catch (error) {
-      if (error instanceof RedisTimeoutError && slotKeys.length > 0) this.releaseLateLeases(reply, request);
+      if (error instanceof RedisTimeoutError) this.releaseLate(reply, request, plan, memberPrefix);
+      if (plan) this.grants?.unreserve(request, plan);
       this.fallBack(asError(error));
       return this.admitLocally(request);
     }
-    if (result.allowed && slotKeys.length > 0) this.live.set(leaseId, slotKeys);
-    return result;
+    if (decoded.result.allowed) {
+      if (plan && this.grants) decoded.result.states = this.grants.granted(request, plan, decoded);
+      const taken: string[] = [];
+      for (let j = 0; j < slots.length; j++) {
+        if (plan?.lent[j] === undefined) taken.push(`${this.prefix}cc:${slots[j]!.key}`);
+      }
+      if (taken.length > 0) this.live.set(leaseId, taken);
+    } else if (plan) {
+      this.grants?.unreserve(request, plan);
+    }
+    return decoded.result;
+  }
+
+  /** Takes grants ahead of need, off the request's path (it was admitted from grants already). */
+  private askAhead(request: AdmitRequest, plan: GrantPlan): void {
+    const { buckets, slots } = request;
+    const memberPrefix = `${this.instanceId}:${++this.calls}:`;
+    const args: Arg[] = [buckets.length + slots.length];
+    for (const bucket of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
+    for (const slot of slots) args.push(`${this.prefix}cc:${slot.key}`);
+    args.push(buckets.length, '', this.leaseTtlMs, memberPrefix);
+    for (let i = 0; i < buckets.length; i++)
+      args.push(buckets[i]!.limit, buckets[i]!.periodMs, 0, plan.want[i]!);
+    for (let j = 0; j < slots.length; j++) args.push(slots[j]!.limit, 0, plan.wantSlots[j]!);
+    const ask = { ...request, tokens: 0 };
+    const asked = this.answerWithin(this.scripts.keyportAdmit(...args)).then(
+      (reply) => {
+        if (this.grants === undefined) return;
+        try {
+          const decoded = decodeAdmit(ask, reply, memberPrefix);
+          if (decoded.result.allowed) this.grants.granted(ask, plan, decoded);
+          else this.grants.unreserve(ask, plan);
+        } catch (error) {
+          this.grants.unreserve(ask, plan);
+          this.onError(asError(error));
+        }
+      },
+      (error: unknown) => {
+        this.grants?.unreserve(ask, plan);
+        this.onError(asError(error));
+        this.fallBack(asError(error));
+      },
+    );
+    this.asking.add(asked);
+    asked.finally(() => this.asking.delete(asked));
   }
 
   /**
@@ -437,13 +567,27 @@ export class RedisLimiter implements Limiter {
 
   /**
    * An admission given up on may still have run in Redis: if it did admit, its leases would hold
-   * slots for a request that is being served locally, so they are released once the reply comes.
+   * slots for a request that is being served locally, and its grants would be held by nobody,
+   * so both are given back once the reply comes.
    */
-  private releaseLateLeases(reply: Promise<AdmitReply>, request: AdmitRequest): void {
+  private releaseLate(
+    reply: Promise<AdmitReply>,
+    request: AdmitRequest,
+    plan: GrantPlan | undefined,
+    memberPrefix: string,
+  ): void {
     reply.then((late) => {
       if (Number(late[0]) !== 0 || this.closed) return;
-      const slotKeys = request.slots.map((slot) => `${this.prefix}cc:${slot.key}`);
-      this.scripts.keyportSettle(slotKeys.length, ...slotKeys, 0, request.leaseId, 0).catch(this.reportError);
+      const { grantedUnits, grantedMembers } = decodeAdmit(request, late, memberPrefix);
+      const back: GiveBack = { buckets: [], members: [] };
+      request.buckets.forEach((bucket, i) => {
+        if (grantedUnits[i]! > 0) back.buckets.push({ bucket, diff: -grantedUnits[i]! });
+      });
+      request.slots.forEach((slot, j) => {
+        if (plan?.lent[j] === undefined) back.members.push({ key: slot.key, member: request.leaseId });
+        for (const member of grantedMembers[j]!) back.members.push({ key: slot.key, member });
+      });
+      this.giveBack(back);
     }, noop);
   }
 
@@ -456,20 +600,36 @@ export class RedisLimiter implements Limiter {
     return result;
   }
 
-  private async settleInRedis(request: SettleRequest, reconcile: boolean): Promise<void> {
-    const tokenBuckets = reconcile ? request.buckets.filter((bucket) => bucket.unit === 'tokens') : [];
-    const args: Arg[] = [tokenBuckets.length + request.slots.length];
-    for (const bucket of tokenBuckets) args.push(`${this.prefix}rl:${bucket.key}`);
-    for (const slot of request.slots) args.push(`${this.prefix}cc:${slot.key}`);
-    args.push(tokenBuckets.length, request.leaseId, request.actualTokens - request.estimatedTokens);
-    for (const bucket of tokenBuckets) args.push(bucket.limit, bucket.periodMs);
+  /** Token reconciliations, released leases and grants given back, in script calls of bounded size. */
+  private async giveBack(back: GiveBack): Promise<void> {
+    const calls: Promise<unknown>[] = [];
+    for (let b = 0, m = 0; b < back.buckets.length || m < back.members.length; ) {
+      const buckets = back.buckets.slice(b, b + RENEW_BATCH);
+      const members = back.members.slice(m, m + RENEW_BATCH - buckets.length);
+      b += buckets.length;
+      m += members.length;
+      const args: Arg[] = [buckets.length + members.length];
+      for (const { bucket } of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
+      for (const { key } of members) args.push(`${this.prefix}cc:${key}`);
+      args.push(buckets.length);
+      for (const { bucket, diff } of buckets) args.push(bucket.limit, bucket.periodMs, diff);
+      for (const { member } of members) args.push(member);
+      calls.push(this.answerWithin(this.scripts.keyportGiveBack(...args)));
+    }
     try {
-      await this.answerWithin(this.scripts.keyportSettle(...args));
+      await Promise.all(calls);
     } catch (error) {
       this.onError(asError(error));
       this.fallBack(asError(error));
     }
   }
+
+  /** Every flush interval: idle grants go back, debts are charged. */
+  private readonly flushGrants = (): void => {
+    if (this.grants === undefined || this.isDegraded || this.client.status !== 'ready') return;
+    const back = this.grants.flush();
+    if (back.buckets.length > 0 || back.members.length > 0) this.giveBack(back);
+  };
 
   private async readCountersInRedis(keys: readonly string[]): Promise<(number | undefined)[]> {
     try {
@@ -522,6 +682,8 @@ export class RedisLimiter implements Limiter {
     if (this.isDegraded || this.closed) return;
     this.isDegraded = true;
     this.outages++;
+    // Grants are Redis's state seen from here: unknowable during an outage, so forgotten.
+    this.grants?.drop();
     this.callSafely(this.onFallback, error);
     // A failure on a live connection brings no 'ready' event: probe until Redis answers.
     this.probeTimer = setInterval(this.probe, this.probeIntervalMs);
@@ -551,7 +713,7 @@ export class RedisLimiter implements Limiter {
 
   /** One pipeline renews every live lease; a lease settled meanwhile is not resurrected. */
   private readonly renewLeases = (): void => {
-    if (this.live.size === 0 || this.isDegraded || this.client.status !== 'ready') return;
+    if (this.isDegraded || this.client.status !== 'ready') return;
     const pipeline = this.client.pipeline();
     const batcher = pipeline as unknown as ScriptCommands;
     let keys: string[] = [];
@@ -565,6 +727,15 @@ export class RedisLimiter implements Limiter {
           keys = [];
           ids = [];
         }
+      }
+    }
+    for (const [slotKey, member] of this.grants?.heldMembers() ?? []) {
+      keys.push(`${this.prefix}cc:${slotKey}`);
+      ids.push(member);
+      if (keys.length === RENEW_BATCH) {
+        batcher.keyportRenew(keys.length, ...keys, this.leaseTtlMs, ...ids);
+        keys = [];
+        ids = [];
       }
     }
     if (keys.length > 0) batcher.keyportRenew(keys.length, ...keys, this.leaseTtlMs, ...ids);
@@ -593,28 +764,59 @@ export class RedisTimeoutError extends Error {
   }
 }
 
-function decodeAdmit(request: AdmitRequest, reply: AdmitReply): AdmitResult {
+interface DecodedAdmit {
+  result: AdmitResult;
+  tats: number[];
+  redisNow: number;
+  grantedUnits: number[];
+  grantedMembers: string[][];
+}
+
+function decodeAdmit(request: AdmitRequest, reply: AdmitReply, memberPrefix: string): DecodedAdmit {
   const { buckets, slots, tokens } = request;
+  const nb = buckets.length;
   const code = Number(reply[0]);
   const index = Number(reply[1]) - 1;
   const now = Number(reply[3]);
-  const states: BucketState[] = new Array(buckets.length);
-  const tats = new Array<number>(buckets.length);
-  for (let i = 0; i < buckets.length; i++) {
+  const states: BucketState[] = new Array(nb);
+  const tats = new Array<number>(nb);
+  const grantedUnits = new Array<number>(nb).fill(0);
+  const grantedMembers: string[][] = slots.map(() => []);
+  for (let i = 0; i < nb; i++) {
     const bucket = buckets[i]!;
     tats[i] = Number(reply[4 + i]);
     if (Number.isNaN(tats[i])) throw new Error(`Unexpected reply from the admit script: ${String(reply)}`);
     const { remaining, resetMs } = gcraPeek(bucket, tats[i], now);
     states[i] = { bucket, remaining, resetMs };
   }
-  if (code === 0) return { allowed: true, states };
+  const decoded = (result: AdmitResult): DecodedAdmit => ({
+    result,
+    tats,
+    redisNow: now,
+    grantedUnits,
+    grantedMembers,
+  });
+  if (code === 0) {
+    for (let i = 0; i < nb; i++) grantedUnits[i] = Number(reply[4 + nb + i] ?? 0);
+    for (let j = 0; j < slots.length; j++) {
+      const count = Number(reply[4 + 2 * nb + j] ?? 0);
+      for (let k = 1; k <= count; k++) grantedMembers[j]!.push(`${memberPrefix}${k}`);
+    }
+    return decoded({ allowed: true, states });
+  }
   if (code === 1) {
     const bucket = buckets[index]!;
     // The wait Lua computed, recomputed from the same TAT and time (and Infinity for cost > limit).
     const { retryAfterMs } = gcraAdmit(bucket, tats[index], now, costOf(bucket, tokens));
-    return { allowed: false, reason: 'rate', bucket, states, retryAfterMs };
+    return decoded({ allowed: false, reason: 'rate', bucket, states, retryAfterMs });
   }
-  return { allowed: false, reason: 'concurrency', slot: slots[index]!, inFlight: Number(reply[2]), states };
+  return decoded({
+    allowed: false,
+    reason: 'concurrency',
+    slot: slots[index]!,
+    inFlight: Number(reply[2]),
+    states,
+  });
 }
 
 function hasTokenBucket(request: { buckets: AdmitRequest['buckets'] }): boolean {

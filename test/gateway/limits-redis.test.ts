@@ -67,6 +67,46 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
     expect(admitted - bAdmitted).toBeGreaterThan(0);
   });
 
+  it('with a limit large enough for local grants, most admissions skip Redis and the limit still holds', async () => {
+    const key = await a.createKey();
+    for (const gw of [a, b]) expect((await post(gw, key)).status).toBe(200);
+    const limit = 1024; // a grant of up to 16 per instance
+    await a.services.limits.updateRateLimit(
+      a.instance.organization.id,
+      { type: 'api_key', id: key.key.id },
+      '*',
+      { maxRequestsPerDay: limit, maxConcurrentRequests: 1024 },
+      TEST_ACTOR,
+    );
+    await b.services.notifier.changed('limits', a.instance.organization.id);
+    const limiters = [a, b].map((gw) => gw.services.enforcer.limiter as RedisLimiter);
+    const before = limiters.map((l) => l.grantedAdmissions);
+    const statuses: number[] = [];
+    const remaining: number[] = [];
+    for (let wave = 0; wave < 40; wave++) {
+      const responses = await Promise.all(Array.from({ length: 40 }, (_, i) => post(i % 2 ? a : b, key)));
+      for (const response of responses) {
+        statuses.push(response.status);
+        if (response.status === 200)
+          remaining.push(Number(response.headers['x-ratelimit-remaining-requests']));
+      }
+      if (responses.every((r) => r.status === 429)) break;
+    }
+    expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([]);
+    const admitted = statuses.filter((s) => s === 200).length;
+    if (limiters.every((l) => l.fallbacks === 0)) {
+      expect(admitted).toBeLessThanOrEqual(limit);
+      // What the two instances hold may be refused to the other: at most a grant each.
+      expect(admitted).toBeGreaterThanOrEqual(limit - 2 * 16 - 1);
+    }
+    for (const [i, l] of limiters.entries()) {
+      expect(l.grantedAdmissions - before[i]!).toBeGreaterThan(admitted / 4);
+    }
+    // Headers still count down the shared limit: every answer under it, the last near zero.
+    expect(Math.max(...remaining)).toBeLessThan(limit);
+    expect(Math.min(...remaining)).toBeLessThan(2 * 16 + 2);
+  });
+
   it('a concurrency limit holds across instances', async () => {
     const key = await a.createKey();
     await a.services.limits.updateRateLimit(

@@ -1,0 +1,257 @@
+/**
+ * Local grants: the bookkeeping alone with a fake clock, then the Redis limiter admitting from
+ * grants against the real Redis, alone and with a second instance sharing the limits.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { deleteRedisKeys, REDIS_URL, randomRedisPrefix } from '../../test/helpers/redis.ts';
+import { bucket, slot } from './limiter.test-suite.ts';
+import type { AdmitRequest, AdmitResult, RateBucket } from './limiter.ts';
+import { GRANT_SHARE, grantCap, LocalGrants } from './redis-grants.ts';
+import { RedisLimiter, type RedisLimiterOptions } from './redis-limiter.ts';
+
+const request = (overrides: Partial<AdmitRequest>): AdmitRequest => ({
+  buckets: [],
+  slots: [],
+  tokens: 0,
+  leaseId: randomBytes(8).toString('hex'),
+  ...overrides,
+});
+
+/** A period so long that nothing refills while a test runs: one unit per second at most. */
+const LONG = 1_000_000_000;
+
+describe('LocalGrants (bookkeeping)', () => {
+  it('grants only limits whose share holds several requests’ cost', () => {
+    expect(grantCap(100, 1)).toBe(0); // 1.56 requests' share: every admission stays exact
+    expect(grantCap(256, 1)).toBe(4);
+    expect(grantCap(1000, 1)).toBe(15);
+    expect(grantCap(640_000, 1000)).toBe(10_000);
+    expect(grantCap(640_000, 3000)).toBe(0); // a large request is admitted by Redis
+  });
+
+  it('asks once for a burst, lends only what Redis granted, and gives back what it did not use', () => {
+    let now = 0;
+    const grants = new LocalGrants(() => now);
+    const rpm = bucket('rpm', 'requests', 64_000);
+    const first = request({ buckets: [rpm] });
+    expect(grants.tryAdmit(first)).toBeUndefined(); // nothing granted yet
+    const plan = grants.reserve(first);
+    expect(plan.want).toEqual([4]);
+    // The rest of the burst, while the first ask is out, asks nothing more.
+    expect(grants.reserve(request({ buckets: [rpm] })).want).toEqual([0]);
+    grants.granted(first, plan, { tats: [0], redisNow: 0, grantedUnits: [4], grantedMembers: [] });
+    for (let i = 0; i < 4; i++) expect(grants.tryAdmit(request({ buckets: [rpm] }))).toBeDefined();
+    expect(grants.tryAdmit(request({ buckets: [rpm] }))).toBeUndefined(); // spent: Redis again
+    expect(grants.localAdmissions).toBe(4);
+
+    const second = request({ buckets: [rpm] });
+    const refill = grants.reserve(second);
+    expect(refill.want[0]).toBe(8); // asked again within the grow window: the grant doubles
+    grants.granted(second, refill, { tats: [0], redisNow: 0, grantedUnits: [8], grantedMembers: [] });
+    grants.tryAdmit(request({ buckets: [rpm] }));
+    now += 250;
+    expect(grants.flush().buckets).toEqual([]); // used since the last flush: kept
+    now += 250;
+    expect(grants.flush().buckets).toEqual([{ bucket: rpm, diff: -7 }]); // idle: the 7 left go back
+    expect(grants.tryAdmit(request({ buckets: [rpm] }))).toBeUndefined();
+  });
+
+  it('reconciles tokens against the grant, and charges a debt at the next flush', () => {
+    const grants = new LocalGrants(() => 0);
+    const tpm = bucket('tpm', 'tokens', 6_400_000);
+    const first = request({ buckets: [tpm], tokens: 1000 });
+    const plan = grants.reserve(first);
+    grants.granted(first, plan, { tats: [0], redisNow: 0, grantedUnits: [4000], grantedMembers: [] });
+    const lent = request({ buckets: [tpm], tokens: 1000 });
+    expect(grants.tryAdmit(lent)).toBeDefined();
+    // Used 6,000 of 1,000 estimated: 5,000 more from a grant holding 3,000.
+    expect(
+      grants.settle({
+        buckets: [tpm],
+        estimatedTokens: 1000,
+        actualTokens: 6000,
+        slots: [],
+        leaseId: lent.leaseId,
+      }).buckets,
+    ).toEqual([]);
+    expect(grants.flush().buckets).toEqual([{ bucket: tpm, diff: 2000 }]);
+  });
+
+  it('lends slot members and takes them back at settle; Redis settles only the leases it holds', () => {
+    const grants = new LocalGrants(() => 0);
+    const s = slot('s', 1000);
+    const first = request({ slots: [s] });
+    const plan = grants.reserve(first);
+    expect(plan.lent).toEqual([undefined]);
+    expect(plan.wantSlots).toEqual([4]);
+    grants.granted(first, plan, {
+      tats: [],
+      redisNow: 0,
+      grantedUnits: [],
+      grantedMembers: [['m1', 'm2', 'm3', 'm4']],
+    });
+    const lent = request({ slots: [s] });
+    expect(grants.tryAdmit(lent)).toEqual([]);
+    expect([...grants.heldMembers()]).toHaveLength(4); // renewed while held or lent
+    expect(
+      grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId: lent.leaseId })
+        .slots,
+    ).toEqual([]);
+    expect(
+      grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId: first.leaseId })
+        .slots,
+    ).toEqual([s]);
+    expect(
+      grants
+        .takeAll()
+        .members.map((m) => m.member)
+        .sort(),
+    ).toEqual(['m1', 'm2', 'm3', 'm4']);
+  });
+});
+
+describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
+  let admin: Redis;
+  const cleanups: (() => Promise<void>)[] = [];
+  beforeAll(() => {
+    admin = new Redis(REDIS_URL!);
+  });
+  afterAll(async () => {
+    await admin.quit();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function open(prefix: string, options: Partial<RedisLimiterOptions> = {}): Promise<RedisLimiter> {
+    const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix, ...options });
+    cleanups.push(async () => {
+      await limiter.close();
+      await deleteRedisKeys(admin, prefix);
+    });
+    expect(await limiter.ready(5000)).toBe(true);
+    return limiter;
+  }
+
+  /** Units charged to a bucket in Redis now, as Redis's own TAT and clock say. */
+  async function chargedInRedis(prefix: string, b: RateBucket): Promise<number> {
+    const [tat, [seconds, micros]] = await Promise.all([admin.get(`${prefix}rl:${b.key}`), admin.time()]);
+    if (tat === null) return 0;
+    const now = Number(seconds) * 1000 + Number(micros) / 1000;
+    return Math.max(0, (Number(tat) - now) / (b.periodMs / b.limit));
+  }
+
+  const admitted = (results: AdmitResult[]) => results.filter((r) => r.allowed).length;
+
+  it('admits most requests with no round trip, and what it lends was charged in Redis before', async () => {
+    const prefix = randomRedisPrefix();
+    const limiter = await open(prefix);
+    const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
+    const remaining: number[] = [];
+    for (let i = 0; i < 500; i++) {
+      const answer = limiter.admit(request({ buckets: [rpl] }));
+      const result = await answer;
+      expect(result.allowed).toBe(true);
+      remaining.push(result.states[0]!.remaining);
+    }
+    expect(limiter.grantedAdmissions).toBeGreaterThan(450);
+    // Headers count down by one per request, as without grants (what is held counts as remaining).
+    for (let i = 1; i < remaining.length; i++) expect(remaining[i]).toBeLessThanOrEqual(remaining[i - 1]!);
+    expect(remaining.at(-1)).toBeGreaterThanOrEqual(1_000_000 - 500 - 1);
+    expect(remaining.at(-1)).toBeLessThanOrEqual(1_000_000 - 500);
+    // Redis was charged every admitted request and what is still held, never less.
+    expect(await chargedInRedis(prefix, rpl)).toBeGreaterThanOrEqual(500 - 1);
+    await limiter.close(); // gives back what it holds
+    const charged = await chargedInRedis(prefix, rpl);
+    expect(charged).toBeGreaterThanOrEqual(500 - 1);
+    expect(charged).toBeLessThanOrEqual(500 + 1e-6);
+  });
+
+  it('with localGrants false, every admission is a Redis call', async () => {
+    const limiter = await open(randomRedisPrefix(), { localGrants: false });
+    const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
+    for (let i = 0; i < 20; i++)
+      expect((await limiter.admit(request({ buckets: [rpl] }))).allowed).toBe(true);
+    expect(limiter.grantedAdmissions).toBe(0);
+  });
+
+  it('two instances sharing a limit admit no more than it between them, and nearly all of it', async () => {
+    const prefix = randomRedisPrefix();
+    const [a, b] = [await open(prefix), await open(prefix)];
+    const limit = 2000;
+    const shared = bucket('shared', 'requests', limit, LONG);
+    const results: AdmitResult[] = [];
+    // Waves of concurrent requests on both instances until both are refused throughout.
+    for (let wave = 0; wave < 60; wave++) {
+      const batch = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).admit(request({ buckets: [shared] }))),
+      );
+      results.push(...batch);
+      if (admitted(batch) === 0) break;
+    }
+    const total = admitted(results);
+    expect(total).toBeLessThanOrEqual(limit);
+    // What the two may hold between them is refused until they give it back.
+    expect(total).toBeGreaterThanOrEqual(limit - 2 * Math.floor(limit * GRANT_SHARE) - 1);
+    expect(a.grantedAdmissions).toBeGreaterThan(0);
+    expect(b.grantedAdmissions).toBeGreaterThan(0);
+    await Promise.all([a.close(), b.close()]);
+    // Given back on close: Redis holds exactly what was admitted.
+    const charged = await chargedInRedis(prefix, shared);
+    expect(charged).toBeGreaterThanOrEqual(total - 1);
+    expect(charged).toBeLessThanOrEqual(total + 1e-6);
+  });
+
+  it('reconciles tokens through the grant: Redis ends up charged what was really used', async () => {
+    const prefix = randomRedisPrefix();
+    const limiter = await open(prefix, { grantFlushMs: 50 });
+    const tpl = bucket('tpl', 'tokens', 6_400_000, LONG);
+    for (let i = 0; i < 30; i++) {
+      const leaseId = `r${i}`;
+      expect((await limiter.admit(request({ buckets: [tpl], tokens: 1000, leaseId }))).allowed).toBe(true);
+      // Half of them used less than estimated, half more.
+      const actualTokens = i % 2 ? 400 : 1900;
+      await limiter.settle({ buckets: [tpl], estimatedTokens: 1000, actualTokens, slots: [], leaseId });
+    }
+    expect(limiter.grantedAdmissions).toBeGreaterThan(20);
+    await limiter.close();
+    const used = 15 * 400 + 15 * 1900;
+    const charged = await chargedInRedis(prefix, tpl);
+    // One token refills every 156 s of this period: charged is exact to within one.
+    expect(charged).toBeGreaterThanOrEqual(used - 1);
+    expect(charged).toBeLessThanOrEqual(used + 1e-6);
+  });
+
+  it('a concurrency limit holds across instances lending granted slots, and all are freed after', async () => {
+    const prefix = randomRedisPrefix();
+    const [a, b] = [await open(prefix, { grantFlushMs: 50 }), await open(prefix, { grantFlushMs: 50 })];
+    const limit = 640; // a share of 10 slots per instance
+    const s = slot('cc', limit);
+    const held: { limiter: RedisLimiter; leaseId: string }[] = [];
+    // Warm up the grants, then fill the limit from both sides.
+    for (let round = 0; round < 40; round++) {
+      const batch = await Promise.all(
+        Array.from({ length: 30 }, async (_, i) => {
+          const limiter = i % 2 ? a : b;
+          const leaseId = randomBytes(8).toString('hex');
+          const result = await limiter.admit(request({ slots: [s], leaseId }));
+          if (result.allowed) held.push({ limiter, leaseId });
+          return result;
+        }),
+      );
+      if (admitted(batch) === 0) break;
+    }
+    expect(held.length).toBeLessThanOrEqual(limit);
+    expect(held.length).toBeGreaterThanOrEqual(limit - 2 * Math.floor(limit * GRANT_SHARE));
+    expect(a.grantedAdmissions + b.grantedAdmissions).toBeGreaterThan(0);
+    expect(await admin.zcard(`${prefix}cc:cc`)).toBeLessThanOrEqual(limit);
+    for (const { limiter, leaseId } of held) {
+      await limiter.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
+    }
+    await sleep(300); // idle grants go back within two flush intervals
+    expect(await admin.zcard(`${prefix}cc:cc`)).toBe(0);
+  });
+});
