@@ -11,7 +11,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import { and, eq, gt, isNull, sql } from 'drizzle-orm';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from 'pino';
-import type { Actor } from '../core/actor.ts';
+import { type Actor, SYSTEM } from '../core/actor.ts';
 import { ApiError, badRequest } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { recordAudit } from '../guard/audit-log.ts';
@@ -203,7 +203,9 @@ export class AccountService {
         input.organizationName?.trim() || `${name}'s organization`,
       );
       await addMember(tx, organization.id, user!.id, 'owner');
-      await insertProject(tx, { organizationId: organization.id, name: 'Default project' });
+      const project = await insertProject(tx, { organizationId: organization.id, name: 'Default project' });
+      // The new organization's log starts with how it came to be, as one made from the dashboard.
+      await this.#auditNewOrganization(tx, organization.id, user!.id, project, SYSTEM('signup'));
       return { kind: 'created' as const, user: user! };
     });
 
@@ -763,22 +765,32 @@ export class AccountService {
       const organization = await insertOrganization(tx, trimmed);
       await addMember(tx, organization.id, userId, 'owner');
       const project = await insertProject(tx, { organizationId: organization.id, name: 'Default project' });
-      await recordAudit(tx, {
-        organizationId: organization.id,
-        type: 'user.added',
-        actor,
-        resourceId: userId,
-        details: { id: userId, data: { role: 'owner' } },
-      });
-      await recordAudit(tx, {
-        organizationId: organization.id,
-        projectId: project.id,
-        type: 'project.created',
-        actor,
-        resourceId: project.id,
-        details: { id: project.id, data: { name: project.name, title: project.name } },
-      });
+      await this.#auditNewOrganization(tx, organization.id, userId, project, actor);
       return { organization, project };
+    });
+  }
+
+  async #auditNewOrganization(
+    tx: DbOrTx,
+    organizationId: string,
+    ownerId: string,
+    project: { id: string; name: string },
+    actor: Actor,
+  ): Promise<void> {
+    await recordAudit(tx, {
+      organizationId,
+      type: 'user.added',
+      actor,
+      resourceId: ownerId,
+      details: { id: ownerId, data: { role: 'owner' } },
+    });
+    await recordAudit(tx, {
+      organizationId,
+      projectId: project.id,
+      type: 'project.created',
+      actor,
+      resourceId: project.id,
+      details: { id: project.id, data: { name: project.name, title: project.name } },
     });
   }
 

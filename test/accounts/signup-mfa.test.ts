@@ -9,7 +9,7 @@
 import { eq } from 'drizzle-orm';
 import { type HOTP, TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { organizations, projects, sessions, users } from '../../src/store/schema.ts';
+import { auditLogs, organizations, projects, sessions, users } from '../../src/store/schema.ts';
 import { backends } from '../helpers/stores.ts';
 import { createTestApp, type TestApp } from '../helpers/test-app.ts';
 import { type SmtpReceiver, startSmtpServer } from '../notifications/servers.ts';
@@ -257,6 +257,16 @@ describe.each(backends)('sign-up, verification and MFA (%s)', (backend) => {
       .from(projects)
       .where(eq(projects.organizationId, list[0].id));
     expect(orgProjects.map((p) => p.name)).toEqual(['Default project']);
+    // Its audit log starts with how it came to be: the owner added, the first project created.
+    const logged = await t.services.store.db
+      .select()
+      .from(auditLogs)
+      .where(eq(auditLogs.organizationId, list[0].id));
+    const changes = logged.filter((e) => !e.type.startsWith('login.'));
+    expect(changes.map((e) => [e.type, e.resourceId, e.actorId]).sort()).toEqual([
+      ['project.created', orgProjects[0]!.id, 'system:signup'],
+      ['user.added', user.id, 'system:signup'],
+    ]);
 
     // The profile changes; the terms accepted again are recorded with the current version.
     const profile = expectOk(
