@@ -113,6 +113,127 @@ describe('LocalGrants (bookkeeping)', () => {
   });
 });
 
+describe('LocalGrants when Redis goes away (dropped grants)', () => {
+  const s = slot('s', 1000);
+  const grantSlots = (grants: LocalGrants) => {
+    const first = request({ slots: [s] });
+    const plan = grants.reserve(first);
+    grants.granted(first, plan, {
+      tats: [],
+      redisNow: 0,
+      grantedUnits: [],
+      grantedMembers: [['m1', 'm2', 'm3', 'm4']],
+    });
+    return first;
+  };
+  const settleSlot = (grants: LocalGrants, leaseId: string) =>
+    grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
+
+  it('members lent to requests in flight stay lent and renewed, and are released in Redis when they end', () => {
+    const grants = new LocalGrants(() => 0);
+    grantSlots(grants);
+    const inFlight = request({ slots: [s] });
+    expect(grants.tryAdmit(inFlight)).toEqual([]);
+    grants.drop();
+    // Still counted in Redis for as long as the request runs: renewed with the rest.
+    expect([...grants.heldMembers()]).toEqual([['s', 'm4']]);
+    // A new grant under the same key is not the one that lent it: Redis releases the member.
+    const next = grantSlots(grants);
+    const rest = settleSlot(grants, inFlight.leaseId);
+    expect(rest.released).toEqual([{ key: 's', member: 'm4' }]);
+    expect(rest.slots).toEqual([]);
+    // The new grant's own count is untouched, so it can still be flushed once idle.
+    expect(settleSlot(grants, next.leaseId).slots).toEqual([s]);
+    // What the dropped grant held goes back at the next flush; the new one once idle.
+    expect(grants.flush().members.map((m) => m.member)).toEqual(['m1', 'm2', 'm3']);
+    expect(
+      grants
+        .flush()
+        .members.map((m) => m.member)
+        .sort(),
+    ).toEqual(['m1', 'm2', 'm3', 'm4']);
+    expect([...grants.heldMembers()]).toEqual([]);
+  });
+
+  it('what dropped grants held, debts included, goes back at the next flush', () => {
+    const grants = new LocalGrants(() => 0);
+    const tpm = bucket('tpm', 'tokens', 6_400_000);
+    const first = request({ buckets: [tpm], tokens: 1000 });
+    grants.granted(first, grants.reserve(first), {
+      tats: [0],
+      redisNow: 0,
+      grantedUnits: [4000],
+      grantedMembers: [],
+    });
+    const long = request({ buckets: [tpm], tokens: 1000 });
+    grants.tryAdmit(long);
+    grants.settle({
+      buckets: [tpm],
+      estimatedTokens: 1000,
+      actualTokens: 9000,
+      slots: [],
+      leaseId: long.leaseId,
+    });
+    grants.drop(); // holding 3,000 − 8,000: a debt of 5,000
+    expect(grants.flush().buckets).toEqual([{ bucket: tpm, diff: 5000 }]);
+  });
+
+  it('a refusal after its grant was dropped gives what it reserved back to Redis', () => {
+    const grants = new LocalGrants(() => 0);
+    const tpm = bucket('tpm', 'tokens', 6_400_000);
+    const first = request({ buckets: [tpm], tokens: 1000 });
+    grants.granted(first, grants.reserve(first), {
+      tats: [0],
+      redisNow: 0,
+      grantedUnits: [1500],
+      grantedMembers: [],
+    });
+    const second = request({ buckets: [tpm], tokens: 2000 });
+    const plan = grants.reserve(second); // takes the 1,500 held, Redis to admit the other 500
+    expect(plan.use).toEqual([1500]);
+    grants.drop();
+    grants.unreserve(second, plan);
+    expect(grants.flush().buckets).toEqual([{ bucket: tpm, diff: -1500 }]);
+  });
+});
+
+describe('LocalGrants: credits beyond what a grant aims to hold', () => {
+  it('tokens given back at settle beyond the grant’s size go back to Redis at the next flush', () => {
+    const grants = new LocalGrants(() => 0);
+    const tpm = bucket('tpm', 'tokens', 64_000); // a share of 1,000 tokens
+    const inFlight: AdmitRequest[] = [];
+    // Requests estimated at 200 tokens, admitted from two grants (800, then 1,000 as it doubles).
+    for (const units of [800, 1000]) {
+      const r = request({ buckets: [tpm], tokens: 200 });
+      const plan = grants.reserve(r);
+      grants.granted(r, plan, { tats: [0], redisNow: 0, grantedUnits: [units], grantedMembers: [] });
+      inFlight.push(r);
+      for (;;) {
+        const local = request({ buckets: [tpm], tokens: 200 });
+        if (grants.tryAdmit(local) === undefined) break;
+        inFlight.push(local);
+      }
+    }
+    expect(inFlight).toHaveLength(11);
+    // All of them used 10 tokens: 190 each of credit, 2,090 in all, into a grant aiming at 1,000.
+    for (const r of inFlight) {
+      grants.settle({
+        buckets: [tpm],
+        estimatedTokens: 200,
+        actualTokens: 10,
+        slots: [],
+        leaseId: r.leaseId,
+      });
+    }
+    const [back] = grants.flush().buckets;
+    // Held from then on: the grant's size, not most of the limit.
+    expect(back).toEqual({ bucket: tpm, diff: -(11 * 190 - 1000) });
+    let admittedLocally = 0;
+    while (grants.tryAdmit(request({ buckets: [tpm], tokens: 200 }))) admittedLocally++;
+    expect(admittedLocally).toBe(5);
+  });
+});
+
 describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
   let admin: Redis;
   const cleanups: (() => Promise<void>)[] = [];
@@ -253,5 +374,40 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     }
     await sleep(300); // idle grants go back within two flush intervals
     expect(await admin.zcard(`${prefix}cc:cc`)).toBe(0);
+  });
+  it('an ask ahead that times out and runs later gives back what it was granted', async () => {
+    const prefix = randomRedisPrefix();
+    const limiter = await open(prefix, { commandTimeoutMs: 50, probeIntervalMs: 50 });
+    const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
+    const admittedCount = { n: 0 };
+    const admit = async () => {
+      if ((await limiter.admit(request({ buckets: [rpl] }))).allowed) admittedCount.n++;
+    };
+    await admit(); // exact: brings a grant of 4
+    await admin.client('PAUSE', 300, 'WRITE');
+    // Spent locally; the third runs the grant low and asks ahead, which times out under the pause.
+    for (let i = 0; i < 3; i++) await admit();
+    await sleep(600); // the pause ends, the late ask runs, the limiter recovers
+    expect(limiter.degraded).toBe(false);
+    await limiter.close();
+    const charged = await chargedInRedis(prefix, rpl);
+    expect(charged).toBeGreaterThanOrEqual(admittedCount.n - 1);
+    expect(charged).toBeLessThanOrEqual(admittedCount.n + 1e-6);
+  });
+
+  it('close waits for an admission in flight, and gives back what it was granted', async () => {
+    const prefix = randomRedisPrefix();
+    const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix });
+    cleanups.push(() => deleteRedisKeys(admin, prefix));
+    expect(await limiter.ready(5000)).toBe(true);
+    const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
+    const s = slot('cc', 1000);
+    const answer = limiter.admit(request({ buckets: [rpl], slots: [s] }));
+    await limiter.close();
+    expect((await answer).allowed).toBe(true);
+    expect(limiter.fallbackCalls).toBe(0); // answered by Redis, not locally after quit
+    expect(await chargedInRedis(prefix, rpl)).toBeCloseTo(1, 0);
+    // Only the request's own lease is left (it never settled); no granted member.
+    expect(await admin.zcard(`${prefix}cc:cc`)).toBe(1);
   });
 });

@@ -32,7 +32,7 @@ const MIN_GRANT_COSTS = 4;
 /** A grant asked for again within this of the last one doubles: demand outruns it. */
 const GROW_WITHIN_MS = 500;
 
-interface BucketGrant {
+export interface BucketGrant {
   bucket: RateBucket;
   /** Charged in Redis, not spent here; negative: a debt not charged yet. */
   units: number;
@@ -46,7 +46,7 @@ interface BucketGrant {
   used: boolean;
 }
 
-interface SlotGrant {
+export interface SlotGrant {
   slot: ConcurrencySlot;
   /** Members held in Redis's lease set and not lent to a request. */
   free: string[];
@@ -57,13 +57,25 @@ interface SlotGrant {
   used: boolean;
 }
 
-/** What a call to Redis is to do beside admitting the rest of a request. */
+/** A member a slot grant lent a request: it goes back to that grant, or to Redis if it is gone. */
+export interface Lent {
+  grant: SlotGrant;
+  member: string;
+}
+
+/**
+ * What a call to Redis is to do beside admitting the rest of a request, and which grant objects
+ * it refers to: a grant flushed or dropped while the call was out is not the one under its key
+ * any more, and what the call took from it or was granted for it goes back to Redis instead.
+ */
 export interface GrantPlan {
+  bucketGrants: (BucketGrant | undefined)[];
   /** Per bucket: units the grant covers (Redis charges the rest of the cost) and units asked ahead. */
   use: number[];
   want: number[];
+  slotGrants: (SlotGrant | undefined)[];
   /** Per slot: the member a grant lends the request (undefined: Redis leases one), and members asked ahead. */
-  lent: (string | undefined)[];
+  lent: (Lent | undefined)[];
   wantSlots: number[];
 }
 
@@ -80,12 +92,22 @@ export interface GiveBack {
   members: { key: string; member: string }[];
 }
 
+/** What Redis must still do when a request ends. */
+export interface SettleRest {
+  /** Token buckets no grant here holds: reconciled in Redis. */
+  buckets: RateBucket[];
+  /** Slots Redis leased under the request's lease id. */
+  slots: ConcurrencySlot[];
+  /** Members lent by a grant that is gone (Redis went away meanwhile): released in Redis. */
+  released: { key: string; member: string }[];
+}
+
 export class LocalGrants {
   private readonly buckets = new Map<string, BucketGrant>();
   private readonly slots = new Map<string, SlotGrant>();
-  /** Members lent to requests in flight, by lease id: slot key → member. */
-  private readonly lentTo = new Map<string, Map<string, string>>();
-  /** Granted for a grant no longer here (dropped, or its limit changed): back at the next flush. */
+  /** Members lent to requests in flight, by lease id, then slot key. Kept across `drop()`. */
+  private readonly lentTo = new Map<string, Map<string, Lent>>();
+  /** Charged or granted for a grant no longer here: given back at the next flush. */
   private orphans: GiveBack = { buckets: [], members: [] };
 
   constructor(private readonly now: () => number) {}
@@ -118,10 +140,10 @@ export class LocalGrants {
       states[i] = stateOf(grant, now);
     }
     if (slots.length > 0) {
-      const lent = new Map<string, string>();
+      const lent = new Map<string, Lent>();
       for (const slot of slots) {
         const grant = this.slots.get(slot.key)!;
-        lent.set(slot.key, grant.free.pop()!);
+        lent.set(slot.key, { grant, member: grant.free.pop()! });
         grant.lent++;
         grant.used = true;
       }
@@ -157,34 +179,34 @@ export class LocalGrants {
     const states: BucketState[] = new Array(buckets.length);
     for (let i = 0; i < buckets.length; i++) {
       const bucket = buckets[i]!;
-      const grant = this.buckets.get(bucket.key);
-      if (grant === undefined || !sameLimit(grant.bucket, bucket)) {
-        const units = reply.grantedUnits[i] ?? 0;
+      const grant = plan.bucketGrants[i];
+      const units = reply.grantedUnits[i] ?? 0;
+      if (grant === undefined || this.buckets.get(bucket.key) !== grant) {
         if (units > 0) this.orphans.buckets.push({ bucket, diff: -units });
         states[i] = { bucket, ...gcraPeek(bucket, reply.tats[i], reply.redisNow) };
         continue;
       }
       if (plan.want[i]! > 0) grant.asking = false;
-      grant.units += reply.grantedUnits[i] ?? 0;
+      grant.units += units;
       grant.tat = reply.tats[i]!;
       grant.skew = reply.redisNow - now;
       states[i] = stateOf(grant, now);
     }
-    let lent: Map<string, string> | undefined;
+    let lent: Map<string, Lent> | undefined;
     for (let j = 0; j < slots.length; j++) {
       const slot = slots[j]!;
-      const grant = this.slots.get(slot.key);
+      const grant = plan.slotGrants[j];
       const members = reply.grantedMembers[j] ?? [];
-      if (grant && grant.slot.limit === slot.limit) {
+      if (grant !== undefined && this.slots.get(slot.key) === grant) {
         if (plan.wantSlots[j]! > 0) grant.asking = false;
         grant.free.push(...members);
       } else {
         for (const member of members) this.orphans.members.push({ key: slot.key, member });
       }
-      const member = plan.lent[j];
-      if (member !== undefined) {
+      const lentMember = plan.lent[j];
+      if (lentMember !== undefined) {
         lent ??= new Map();
-        lent.set(slot.key, member);
+        lent.set(slot.key, lentMember);
       }
     }
     if (lent) this.lentTo.set(request.leaseId, lent);
@@ -195,31 +217,32 @@ export class LocalGrants {
   unreserve(request: AdmitRequest, plan: GrantPlan): void {
     const { buckets, slots } = request;
     for (let i = 0; i < buckets.length; i++) {
-      const grant = this.buckets.get(buckets[i]!.key);
+      const grant = plan.bucketGrants[i];
       if (grant === undefined) continue;
-      grant.units += plan.use[i]!;
-      if (plan.want[i]! > 0) grant.asking = false;
+      if (this.buckets.get(buckets[i]!.key) === grant) {
+        grant.units += plan.use[i]!;
+        if (plan.want[i]! > 0) grant.asking = false;
+      } else if (plan.use[i]! > 0) {
+        this.orphans.buckets.push({ bucket: grant.bucket, diff: -plan.use[i]! });
+      }
     }
     for (let j = 0; j < slots.length; j++) {
-      const grant = this.slots.get(slots[j]!.key);
-      if (grant === undefined) continue;
-      const member = plan.lent[j];
-      if (member !== undefined) {
-        grant.free.push(member);
-        grant.lent--;
-      }
-      if (plan.wantSlots[j]! > 0) grant.asking = false;
+      const key = slots[j]!.key;
+      const lent = plan.lent[j];
+      if (lent !== undefined) this.giveBackLent(key, lent);
+      const grant = plan.slotGrants[j];
+      if (grant !== undefined && this.slots.get(key) === grant && plan.wantSlots[j]! > 0)
+        grant.asking = false;
     }
   }
 
   /**
    * After the response: tokens reconcile against the grants that hold the buckets, lent members
-   * go back to theirs. Returns what Redis must still do: the token buckets with no grant here,
-   * and the slots whose lease Redis holds under the request's lease id.
+   * go back to their grants. Returns what Redis must still do.
    */
-  settle(request: SettleRequest): { buckets: RateBucket[]; slots: ConcurrencySlot[] } {
+  settle(request: SettleRequest): SettleRest {
     const diff = request.actualTokens - request.estimatedTokens;
-    const buckets: RateBucket[] = [];
+    const rest: SettleRest = { buckets: [], slots: [], released: [] };
     if (diff !== 0) {
       for (const bucket of request.buckets) {
         if (bucket.unit !== 'tokens') continue;
@@ -228,33 +251,28 @@ export class LocalGrants {
           grant.units -= diff;
           grant.used = true;
         } else {
-          buckets.push(bucket);
+          rest.buckets.push(bucket);
         }
       }
     }
     const lent = this.lentTo.get(request.leaseId);
-    if (lent === undefined) return { buckets, slots: request.slots as ConcurrencySlot[] };
-    this.lentTo.delete(request.leaseId);
-    const slots: ConcurrencySlot[] = [];
-    for (const slot of request.slots) {
-      const member = lent.get(slot.key);
-      if (member === undefined) {
-        slots.push(slot);
-        continue;
-      }
-      const grant = this.slots.get(slot.key);
-      if (grant) {
-        grant.lent--;
-        grant.free.push(member);
-      }
-      // A grant dropped meanwhile (Redis went away): its members expire in Redis unrenewed.
+    if (lent === undefined) {
+      rest.slots = request.slots as ConcurrencySlot[];
+      return rest;
     }
-    return { buckets, slots };
+    this.lentTo.delete(request.leaseId);
+    for (const slot of request.slots) {
+      const entry = lent.get(slot.key);
+      if (entry === undefined) rest.slots.push(slot);
+      else if (this.slots.get(slot.key) === entry.grant) this.giveBackLent(slot.key, entry);
+      else rest.released.push({ key: slot.key, member: entry.member });
+    }
+    return rest;
   }
 
   /**
    * Every flush interval: grants unused since the last flush go back whole; debts are charged;
-   * slot grants holding more free members than they aim to give the excess back.
+   * grants holding more than they aim to (token credits, slots freed) give the excess back.
    */
   flush(): GiveBack {
     const back = this.orphans;
@@ -265,9 +283,10 @@ export class LocalGrants {
         this.buckets.delete(key);
         continue;
       }
-      if (grant.units < 0) {
-        back.buckets.push({ bucket: grant.bucket, diff: -grant.units });
-        grant.units = 0;
+      if (grant.units < 0 || grant.units > grant.size) {
+        const keep = Math.min(Math.max(grant.units, 0), grant.size);
+        back.buckets.push({ bucket: grant.bucket, diff: keep - grant.units });
+        grant.units = keep;
       }
       grant.used = false;
     }
@@ -285,37 +304,58 @@ export class LocalGrants {
 
   /** On close: everything held goes back (members lent to requests still in flight stay lent). */
   takeAll(): GiveBack {
+    this.drop();
     const back = this.orphans;
     this.orphans = { buckets: [], members: [] };
-    for (const grant of this.buckets.values()) {
-      if (grant.units !== 0) back.buckets.push({ bucket: grant.bucket, diff: -grant.units });
-    }
-    for (const grant of this.slots.values()) {
-      for (const member of grant.free) back.members.push({ key: grant.slot.key, member });
-    }
-    this.drop();
     return back;
   }
 
-  /** Redis went away: grants are forgotten (Redis lets their members expire, their units refill). */
+  /**
+   * Redis went away: grants are forgotten, what they held to be given back once it answers again
+   * (debts must still be charged). Members lent to requests in flight stay lent, and renewed
+   * again once Redis is back, until their requests end.
+   */
   drop(): void {
+    for (const grant of this.buckets.values()) {
+      if (grant.units !== 0) this.orphans.buckets.push({ bucket: grant.bucket, diff: -grant.units });
+    }
+    for (const grant of this.slots.values()) {
+      for (const member of grant.free) this.orphans.members.push({ key: grant.slot.key, member });
+    }
     this.buckets.clear();
     this.slots.clear();
-    this.lentTo.clear();
+  }
+
+  /** Given back at the next flush that reaches Redis (what was released while it was away). */
+  giveBackLater(back: Partial<GiveBack>): void {
+    this.orphans.buckets.push(...(back.buckets ?? []));
+    this.orphans.members.push(...(back.members ?? []));
   }
 
   /** Members of slot grants, for lease renewal: slot key → members held or lent. */
   *heldMembers(): Generator<[key: string, member: string]> {
     for (const grant of this.slots.values()) for (const member of grant.free) yield [grant.slot.key, member];
-    for (const lent of this.lentTo.values()) yield* lent;
+    for (const lent of this.lentTo.values()) for (const [key, { member }] of lent) yield [key, member];
+  }
+
+  /** A lent member back to its grant, or to Redis when that grant is gone. */
+  private giveBackLent(key: string, lent: Lent): void {
+    if (this.slots.get(key) === lent.grant) {
+      lent.grant.free.push(lent.member);
+      lent.grant.lent--;
+    } else {
+      this.orphans.members.push({ key, member: lent.member });
+    }
   }
 
   private plan(request: AdmitRequest, reserving: boolean): GrantPlan {
     const { buckets, slots, tokens } = request;
     const now = this.now();
     const plan: GrantPlan = {
+      bucketGrants: new Array(buckets.length).fill(undefined),
       use: new Array(buckets.length).fill(0),
       want: new Array(buckets.length).fill(0),
+      slotGrants: new Array(slots.length).fill(undefined),
       lent: new Array(slots.length).fill(undefined),
       wantSlots: new Array(slots.length).fill(0),
     };
@@ -331,11 +371,13 @@ export class LocalGrants {
         grant.units -= plan.use[i]!;
         grant.used = true;
       }
+      plan.bucketGrants[i] = grant;
       if (cap === 0 || grant?.asking) continue;
       if (grant === undefined) {
         // Held empty while the first ask is out, so that a burst asks once, not once per request.
         grant = this.newBucketGrant(bucket, cost, cap);
         this.buckets.set(bucket.key, grant);
+        plan.bucketGrants[i] = grant;
       } else if (grant.units >= grant.size / 2) {
         continue;
       }
@@ -352,14 +394,16 @@ export class LocalGrants {
       let grant = this.slots.get(slot.key);
       if (grant && grant.slot.limit !== slot.limit) continue;
       if (reserving && grant && grant.free.length > 0) {
-        plan.lent[j] = grant.free.pop();
+        plan.lent[j] = { grant, member: grant.free.pop()! };
         grant.lent++;
         grant.used = true;
       }
+      plan.slotGrants[j] = grant;
       if (cap === 0 || grant?.asking) continue;
       if (grant === undefined) {
         grant = this.newSlotGrant(slot, cap);
         this.slots.set(slot.key, grant);
+        plan.slotGrants[j] = grant;
       } else if (grant.free.length >= grant.size / 2) {
         continue;
       }

@@ -130,7 +130,9 @@ for i = 1, nb do
   local newTat = tat + cost * step
   local wait = newTat - period - now
   if cost > limit then wait = math.huge end
-  if wait > 0 then
+  -- A bucket charged nothing (its part covered by a grant, or an ask ahead) never refuses: an
+  -- overdrawn one just grants nothing.
+  if wait > 0 and cost > 0 then
     if wait > longest then refused, longest = i, wait end
   else
     local grant = math.max(0, math.min(want, math.floor((now + period - newTat) / step + 1e-9)))
@@ -267,8 +269,8 @@ export class RedisLimiter implements Limiter {
   /** Names this instance's granted lease members apart from every other instance's. */
   private readonly instanceId = randomBytes(6).toString('base64url');
   private calls = 0;
-  /** Asks ahead in flight: close waits for them, so that what they grant is given back too. */
-  private readonly asking = new Set<Promise<void>>();
+  /** Calls that may bring grants, in flight: close waits for them, so that those go back too. */
+  private readonly granting = new Set<Promise<unknown>>();
   private probeTimer: NodeJS.Timeout | undefined;
   private isDegraded = false;
   private closed = false;
@@ -362,7 +364,7 @@ export class RedisLimiter implements Limiter {
     if (!this.redisUsable()) return this.admitLocally(request);
     if (this.grants === undefined) return this.admitInRedis(request, undefined);
     const states = this.grants.tryAdmit(request);
-    if (states === undefined) return this.admitInRedis(request, this.grants.reserve(request));
+    if (states === undefined) return this.tracked(this.admitInRedis(request, this.grants.reserve(request)));
     const ahead = this.grants.askAhead(request);
     if (ahead) this.askAhead(request, ahead);
     return { allowed: true, states };
@@ -375,19 +377,21 @@ export class RedisLimiter implements Limiter {
       this.live.delete(request.leaseId);
       const diff = request.actualTokens - request.estimatedTokens;
       // What grants here hold or lent is settled here; the rest is Redis's.
-      const rest = this.grants
-        ? this.grants.settle(request)
-        : {
-            buckets: diff === 0 ? [] : request.buckets.filter((b) => b.unit === 'tokens'),
-            slots: request.slots,
-          };
-      if (rest.buckets.length === 0 && rest.slots.length === 0) return;
-      // Admitted by Redis but Redis is away: its leases expire by themselves.
-      if (this.isDegraded || this.client.status !== 'ready') return;
-      return this.giveBack({
-        buckets: rest.buckets.map((bucket) => ({ bucket, diff })),
-        members: rest.slots.map((slot) => ({ key: slot.key, member: request.leaseId })),
-      });
+      const rest = this.grants?.settle(request) ?? {
+        buckets: diff === 0 ? [] : request.buckets.filter((b) => b.unit === 'tokens'),
+        slots: request.slots,
+        released: [],
+      };
+      if (rest.buckets.length === 0 && rest.slots.length === 0 && rest.released.length === 0) return;
+      if (this.isDegraded || this.client.status !== 'ready') {
+        // Admitted by Redis but Redis is away: its leases expire by themselves; members lent
+        // from a grant dropped meanwhile are released once Redis answers again.
+        this.grants?.giveBackLater({ members: rest.released });
+        return;
+      }
+      const members = rest.slots.map((slot) => ({ key: slot.key, member: request.leaseId }));
+      members.push(...rest.released);
+      return this.giveBack({ buckets: rest.buckets.map((bucket) => ({ bucket, diff })), members });
     } catch (error) {
       this.onError(asError(error));
     }
@@ -427,7 +431,7 @@ export class RedisLimiter implements Limiter {
     clearInterval(this.probeTimer);
     clearInterval(this.grantTimer);
     // What this instance holds goes back, so that the others may have it now, not at expiry.
-    await Promise.allSettled([...this.asking]);
+    await Promise.allSettled([...this.granting]);
     if (this.grants && !this.isDegraded && this.client.status === 'ready')
       await this.giveBack(this.grants.takeAll());
     this.client.off('close', this.onConnectionClose);
@@ -472,7 +476,7 @@ export class RedisLimiter implements Limiter {
     try {
       decoded = decodeAdmit(request, await this.answerWithin(reply), memberPrefix);
     } catch (error) {
-      if (error instanceof RedisTimeoutError) this.releaseLate(reply, request, plan, memberPrefix);
+      if (error instanceof RedisTimeoutError) this.releaseLate(reply, request, plan, memberPrefix, true);
       if (plan) this.grants?.unreserve(request, plan);
       this.fallBack(asError(error));
       return this.admitLocally(request);
@@ -502,7 +506,8 @@ export class RedisLimiter implements Limiter {
       args.push(buckets[i]!.limit, buckets[i]!.periodMs, 0, plan.want[i]!);
     for (let j = 0; j < slots.length; j++) args.push(slots[j]!.limit, 0, plan.wantSlots[j]!);
     const ask = { ...request, tokens: 0 };
-    const asked = this.answerWithin(this.scripts.keyportAdmit(...args)).then(
+    const reply = this.scripts.keyportAdmit(...args);
+    const asked = this.answerWithin(reply).then(
       (reply) => {
         if (this.grants === undefined) return;
         try {
@@ -515,13 +520,20 @@ export class RedisLimiter implements Limiter {
         }
       },
       (error: unknown) => {
+        if (error instanceof RedisTimeoutError) this.releaseLate(reply, ask, plan, memberPrefix, false);
         this.grants?.unreserve(ask, plan);
         this.onError(asError(error));
         this.fallBack(asError(error));
       },
     );
-    this.asking.add(asked);
-    asked.finally(() => this.asking.delete(asked));
+    this.tracked(asked);
+  }
+
+  private tracked<T>(call: Promise<T>): Promise<T> {
+    this.granting.add(call);
+    const done = () => this.granting.delete(call);
+    call.then(done, done);
+    return call;
   }
 
   /**
@@ -575,19 +587,28 @@ export class RedisLimiter implements Limiter {
     request: AdmitRequest,
     plan: GrantPlan | undefined,
     memberPrefix: string,
+    leased: boolean,
   ): void {
     reply.then((late) => {
       if (Number(late[0]) !== 0 || this.closed) return;
-      const { grantedUnits, grantedMembers } = decodeAdmit(request, late, memberPrefix);
-      const back: GiveBack = { buckets: [], members: [] };
-      request.buckets.forEach((bucket, i) => {
-        if (grantedUnits[i]! > 0) back.buckets.push({ bucket, diff: -grantedUnits[i]! });
-      });
-      request.slots.forEach((slot, j) => {
-        if (plan?.lent[j] === undefined) back.members.push({ key: slot.key, member: request.leaseId });
-        for (const member of grantedMembers[j]!) back.members.push({ key: slot.key, member });
-      });
-      this.giveBack(back);
+      try {
+        const { grantedUnits, grantedMembers } = decodeAdmit(request, late, memberPrefix);
+        const back: GiveBack = { buckets: [], members: [] };
+        request.buckets.forEach((bucket, i) => {
+          if (grantedUnits[i]! > 0) back.buckets.push({ bucket, diff: -grantedUnits[i]! });
+        });
+        request.slots.forEach((slot, j) => {
+          if (leased && plan?.lent[j] === undefined) {
+            back.members.push({ key: slot.key, member: request.leaseId });
+          }
+          for (const member of grantedMembers[j]!) back.members.push({ key: slot.key, member });
+        });
+        // Redis may still be away: then this goes back once it answers again.
+        if (!this.isDegraded) this.giveBack(back);
+        else this.grants?.giveBackLater(back);
+      } catch (error) {
+        this.onError(asError(error));
+      }
     }, noop);
   }
 
