@@ -3,8 +3,10 @@
  *  - in-process admissions per second on one core (goal ≥ 1M/s, < 1 µs each), for the common
  *    plan (a key's RPM and TPM) and for a heavy one (8 buckets and 2 concurrency slots, admit +
  *    settle), over 10k distinct keys so the maps are not a single hot entry;
- *  - one admission round trip to Redis (the Lua script), sequential and 50 in flight, when a Redis
- *    is reachable (KEYPORT_BENCH_REDIS_URL, KEYPORT_TEST_REDIS_URL, else redis://127.0.0.1:6379).
+ *  - one admission round trip to Redis (the Lua script, local grants off), sequential and 50 in
+ *    flight, when a Redis is reachable (KEYPORT_BENCH_REDIS_URL, KEYPORT_TEST_REDIS_URL, else
+ *    redis://127.0.0.1:6379);
+ *  - the same with local grants (the default): one busy key's admissions, mostly decided in-process.
  * The Redis limiter's added latency inside the gateway is measured by `npm run bench:gateway`.
  */
 import { randomBytes } from 'node:crypto';
@@ -111,8 +113,15 @@ async function redisRows(url: string): Promise<Row[]> {
     return [{ benchmark: 'Redis limiter', result: `skipped: no Redis at ${url}`, goal: '' }];
   }
   const prefix = `keyport-bench-${randomBytes(4).toString('hex')}:`;
-  const limiter: Limiter = new RedisLimiter({ url, keyPrefix: prefix, commandTimeoutMs: 2000 });
+  const limiter: Limiter = new RedisLimiter({
+    url,
+    keyPrefix: prefix,
+    commandTimeoutMs: 2000,
+    localGrants: false,
+  });
   await (limiter as RedisLimiter).ready(5000);
+  const granting = new RedisLimiter({ url, keyPrefix: `${prefix}g:`, commandTimeoutMs: 2000 });
+  await granting.ready(5000);
   try {
     const plans = Array.from({ length: KEYS }, (_, i) => commonPlan(i));
     for (let i = 0; i < 2000; i++) await limiter.admit(plans[i % KEYS]!);
@@ -125,9 +134,11 @@ async function redisRows(url: string): Promise<Row[]> {
     }
     samples.sort();
     const ms = (x: number) => `${x.toFixed(3)} ms`;
+    const us = (x: number) => `${(x * 1000).toFixed(2)} µs`;
     const rows: Row[] = [
       {
-        benchmark: 'Redis admission round trip (RPM + TPM, one Lua script), sequential: p50 / p99',
+        benchmark:
+          'Redis admission round trip (RPM + TPM, one Lua script, local grants off), sequential: p50 / p99',
         result: `${ms(percentile(samples, 0.5))} / ${ms(percentile(samples, 0.99))}`,
         goal: 'recorded',
       },
@@ -143,13 +154,54 @@ async function redisRows(url: string): Promise<Row[]> {
     );
     const elapsed = performance.now() - start;
     rows.push({
-      benchmark: `Redis admissions, ${inFlight} in flight from one process (100k calls)`,
+      benchmark: `Redis admissions, ${inFlight} in flight from one process (100k calls, local grants off)`,
       result: perSecond(total, elapsed),
+      goal: 'recorded',
+    });
+
+    // One key of a busy application: admit + settle, as the gateway does, with local grants.
+    const hot = commonPlan(0);
+    const settle = { ...hot, estimatedTokens: 1200, actualTokens: 900 };
+    for (let i = 0; i < 2000; i++) {
+      await granting.admit(hot);
+      granting.settle(settle);
+    }
+    const before = granting.grantedAdmissions;
+    const localSamples = new Float64Array(100_000);
+    for (let i = 0; i < localSamples.length; i++) {
+      const t0 = performance.now();
+      const result = await granting.admit(hot);
+      localSamples[i] = performance.now() - t0;
+      if (!result.allowed) throw new Error('unexpected refusal');
+      granting.settle(settle);
+    }
+    const local = granting.grantedAdmissions - before;
+    localSamples.sort();
+    rows.push({
+      benchmark:
+        'Redis limiter with local grants (the default): one key, admit + settle, sequential: p50 / p99, share decided in-process',
+      result: `${us(percentile(localSamples, 0.5))} / ${us(percentile(localSamples, 0.99))} · ${((100 * local) / localSamples.length).toFixed(2)}% in-process`,
+      goal: 'recorded',
+    });
+    next = 0;
+    const grantedStart = performance.now();
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next++ < total * 10) {
+          await granting.admit(hot);
+          granting.settle(settle);
+        }
+      }),
+    );
+    rows.push({
+      benchmark: `Redis limiter with local grants: one key, ${inFlight} in flight from one process (1M calls)`,
+      result: perSecond(total * 10, performance.now() - grantedStart),
       goal: 'recorded',
     });
     return rows;
   } finally {
     await limiter.close();
+    await granting.close();
     let cursor = '0';
     do {
       const [nextCursor, keys] = await probe.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
