@@ -410,4 +410,27 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     // Only the request's own lease is left (it never settled); no granted member.
     expect(await admin.zcard(`${prefix}cc:cc`)).toBe(1);
   });
+  it('reads a budget counter from Redis’s last answer for a moment, then from Redis again', async () => {
+    const prefix = randomRedisPrefix();
+    const [a, b] = [await open(prefix), await open(prefix)];
+    const expiresAt = Date.now() + 60_000;
+    expect(await a.seedCounter('spend', 100, expiresAt)).toBe(true);
+    const first = a.readCounters(['spend']);
+    expect(first).toBeInstanceOf(Promise); // a seed is not an answer of the counter's value
+    expect(await first).toEqual([100]);
+    expect(a.readCounters(['spend'])).toEqual([100]); // answered at once, no round trip
+    expect(await b.addToCounters([{ key: 'spend', amount: 50, expiresAt }])).toEqual([150]);
+    expect(a.readCounters(['spend'])).toEqual([100]); // the other's spend of the last moment is not seen yet
+    expect(await a.addToCounters([{ key: 'spend', amount: 1, expiresAt }])).toEqual([151]);
+    expect(a.readCounters(['spend'])).toEqual([151]); // its own addition's answer brings it up to date
+    await sleep(300);
+    await b.addToCounters([{ key: 'spend', amount: 10, expiresAt }]);
+    const later = a.readCounters(['spend']);
+    expect(later).toBeInstanceOf(Promise);
+    expect(await later).toEqual([161]);
+
+    const exact = await open(prefix, { localGrants: false });
+    await exact.readCounters(['spend']);
+    expect(exact.readCounters(['spend'])).toBeInstanceOf(Promise);
+  });
 });

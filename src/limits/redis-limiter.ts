@@ -241,6 +241,16 @@ interface ScriptCommands {
 }
 type AdmitReply = [code: number, index: number, inFlight: number, now: string, ...tats: string[]];
 
+/**
+ * With local grants, a budget counter Redis told this instance (read, or returned by an addition)
+ * less than this long ago is read from that answer: a request under a hard budget makes no round
+ * trip for it while its key is busy. What it misses is other instances' spend of the last moment,
+ * the same order as the requests in flight that a budget already lets finish.
+ */
+const COUNTER_FRESH_MS = 250;
+/** Past this many cached counters the cache starts over (a counter not read for long is cold). */
+const COUNTER_CACHE_MAX = 10_000;
+
 /** Keys per renewal script call: bounded script runs, one pipeline. */
 const RENEW_BATCH = 500;
 const noop = () => {};
@@ -269,6 +279,8 @@ export class RedisLimiter implements Limiter {
   /** Names this instance's granted lease members apart from every other instance's. */
   private readonly instanceId = randomBytes(6).toString('base64url');
   private calls = 0;
+  /** Budget counters as Redis last answered them (value, performance.now() then); with grants only. */
+  private readonly counterCache = new Map<string, { value: number; at: number }>();
   /** Calls that may bring grants, in flight: close waits for them, so that those go back too. */
   private readonly granting = new Set<Promise<unknown>>();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -403,7 +415,31 @@ export class RedisLimiter implements Limiter {
       this.localCalls++;
       return this.local.readCounters(keys);
     }
-    return this.readCountersInRedis(keys);
+    return this.cachedCounters(keys) ?? this.readCountersInRedis(keys);
+  }
+
+  /** Every counter's value from a recent answer of Redis's, or undefined (then Redis is asked). */
+  private cachedCounters(keys: readonly string[]): number[] | undefined {
+    if (this.grants === undefined) return undefined;
+    const now = performance.now();
+    const values = new Array<number>(keys.length);
+    for (let i = 0; i < keys.length; i++) {
+      const cached = this.counterCache.get(keys[i]!);
+      if (cached === undefined || now - cached.at > COUNTER_FRESH_MS) return undefined;
+      values[i] = cached.value;
+    }
+    return values;
+  }
+
+  private cacheCounters(keys: readonly string[], values: readonly (number | undefined)[]): void {
+    if (this.grants === undefined) return;
+    if (this.counterCache.size > COUNTER_CACHE_MAX) this.counterCache.clear();
+    const at = performance.now();
+    keys.forEach((key, i) => {
+      const value = values[i];
+      if (value === undefined) this.counterCache.delete(key);
+      else this.counterCache.set(key, { value, at });
+    });
   }
 
   seedCounter(key: string, value: number, expiresAt: number): MaybePromise<boolean> {
@@ -654,8 +690,11 @@ export class RedisLimiter implements Limiter {
 
   private async readCountersInRedis(keys: readonly string[]): Promise<(number | undefined)[]> {
     try {
-      const values = await this.answerWithin(this.client.mget(keys.map((key) => `${this.prefix}ct:${key}`)));
-      return values.map(toNumber);
+      const values = (
+        await this.answerWithin(this.client.mget(keys.map((key) => `${this.prefix}ct:${key}`)))
+      ).map(toNumber);
+      this.cacheCounters(keys, values);
+      return values;
     } catch (error) {
       this.fallBack(asError(error));
       this.localCalls++;
@@ -666,6 +705,7 @@ export class RedisLimiter implements Limiter {
   private async seedCounterInRedis(key: string, value: number, expiresAt: number): Promise<boolean> {
     const ttl = Math.ceil(expiresAt - this.now());
     if (ttl <= 0) return false;
+    this.counterCache.delete(key);
     try {
       const reply = await this.answerWithin(
         this.client.set(`${this.prefix}ct:${key}`, String(value), 'PX', ttl, 'NX'),
@@ -683,7 +723,12 @@ export class RedisLimiter implements Limiter {
     for (const add of adds) args.push(`${this.prefix}ct:${add.key}`);
     for (const add of adds) args.push(add.amount);
     try {
-      return (await this.answerWithin(this.scripts.keyportAddCounters(...args))).map(toNumber);
+      const values = (await this.answerWithin(this.scripts.keyportAddCounters(...args))).map(toNumber);
+      this.cacheCounters(
+        adds.map((add) => add.key),
+        values,
+      );
+      return values;
     } catch (error) {
       this.fallBack(asError(error));
       this.localCalls++;
@@ -705,6 +750,7 @@ export class RedisLimiter implements Limiter {
     this.outages++;
     // Grants are Redis's state seen from here: unknowable during an outage, so forgotten.
     this.grants?.drop();
+    this.counterCache.clear();
     this.callSafely(this.onFallback, error);
     // A failure on a live connection brings no 'ready' event: probe until Redis answers.
     this.probeTimer = setInterval(this.probe, this.probeIntervalMs);

@@ -107,6 +107,36 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
     expect(Math.min(...remaining)).toBeLessThan(2 * 16 + 2);
   });
 
+  it('a hard budget reached through one instance blocks the other too', async () => {
+    const probe = await post(a, await a.createKey());
+    const usage = (probe.body as { usage: { total_tokens: number } }).usage.total_tokens;
+    const key = await a.createKey();
+    // Two requests' tokens cross it, one does not.
+    await a.services.limits.setBudget(
+      a.instance.organization.id,
+      {
+        scope: { type: 'api_key', id: key.key.id },
+        metric: 'tokens',
+        period: 'day',
+        hardLimit: 2 * usage - 1,
+      },
+      TEST_ACTOR,
+    );
+    await b.services.notifier.changed('limits', a.instance.organization.id);
+    expect((await post(b, key)).status).toBe(200);
+    await b.services.enforcer.drain(); // b's spend is in Redis, and b has Redis's answer cached
+    expect((await post(a, key)).status).toBe(200); // a reads Redis: one request's worth, under the limit
+    await a.services.enforcer.drain();
+    const refusedOnA = await post(a, key);
+    expect(refusedOnA.status).toBe(429);
+    expect((refusedOnA.body as { error: { code: string } }).error.code).toBe('insufficient_quota');
+    // b's cached read is at most a moment old: once it is stale, b sees a's spend in Redis.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const refusedOnB = await post(b, key);
+    expect(refusedOnB.status).toBe(429);
+    expect((refusedOnB.body as { error: { code: string } }).error.code).toBe('insufficient_quota');
+  });
+
   it('a concurrency limit holds across instances', async () => {
     const key = await a.createKey();
     await a.services.limits.updateRateLimit(
