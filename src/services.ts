@@ -2,6 +2,7 @@
  * The services object: built once at boot and handed to every HTTP surface and command.
  * Each member is a port with an in-process default and, where it matters, a shared adapter.
  */
+
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type Logger, pino } from 'pino';
@@ -18,6 +19,7 @@ import { PriceBook } from './billing/price-book.ts';
 import { UsageJournal } from './billing/usage-journal.ts';
 import { DatabaseUsageRecorder, type UsageRecorder } from './billing/usage-recorder.ts';
 import type { Config, UpstreamConfig } from './config/config.ts';
+import { ResponseCounts } from './core/response-counts.ts';
 import type { MockUpstream } from './gateway/mock-upstream.ts';
 import { UpstreamRouter } from './gateway/upstreams.ts';
 import { auditAuthEvent } from './guard/auth-audit.ts';
@@ -73,6 +75,8 @@ export interface Services {
   creditGate: CreditGate;
   /** The built-in mock upstream, when it is in use. */
   mockUpstream: MockUpstream | undefined;
+  /** Responses per API and status class, for `/metrics`. */
+  responses: ResponseCounts;
   close(): Promise<void>;
 }
 
@@ -315,6 +319,7 @@ export async function createServices(
     organizations,
     publicUrl,
     mockUpstream,
+    responses: new ResponseCounts(),
     async close() {
       if (closed) return;
       closed = true;

@@ -18,6 +18,7 @@ import type { Services } from '../services.ts';
 import { isDataException } from '../store/sql-state.ts';
 import { registerAdminApi } from './admin/routes.ts';
 import { registerDashboardApi } from './dashboard/routes.ts';
+import { metricsRegistry } from './http/metrics.ts';
 import { lazyChildLogger } from './http/request-logger.ts';
 import { linkPages } from './pages/link-pages.ts';
 
@@ -82,6 +83,8 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   });
 
   app.addHook('onResponse', async (request, reply) => {
+    if (request.gatewayStream) return; // a stream counts and logs itself, with its real outcome
+    services.responses.count(request.url, reply.statusCode);
     if (!logsRequests) return; // skip building a line nobody will see
     request.log.info(
       {
@@ -107,6 +110,13 @@ export async function buildApp(services: Services): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  if (services.config.metrics === 'on') {
+    const metrics = metricsRegistry(services);
+    app.get('/metrics', async (_request, reply) => {
+      reply.header('content-type', metrics.contentType);
+      return metrics.metrics();
+    });
+  }
   app.get('/readyz', async (_request, reply) => {
     try {
       await services.store.db.execute('select 1');

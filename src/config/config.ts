@@ -91,6 +91,8 @@ const configSchema = z.object({
    * of a limit), with no Redis round trip on their path; 'off' makes every admission a Redis call.
    */
   redisLocalGrants: z.enum(['on', 'off']).default('on'),
+  /** `GET /metrics` in Prometheus's text format (no tenant in any label). */
+  metrics: z.enum(['on', 'off']).default('on'),
   keyPrefix: z
     .string()
     .regex(PREFIX_PATTERN, 'expected 1-16 lower-case letters or digits, starting with a letter (no "_")')
@@ -182,6 +184,7 @@ const ENV_NAMES: Record<EnvSetting, string> = {
   redisUrl: 'KEYPORT_REDIS_URL',
   redisKeyPrefix: 'KEYPORT_REDIS_KEY_PREFIX',
   redisLocalGrants: 'KEYPORT_REDIS_LOCAL_GRANTS',
+  metrics: 'KEYPORT_METRICS',
   keyPrefix: 'KEYPORT_KEY_PREFIX',
   logLevel: 'KEYPORT_LOG_LEVEL',
   keyCacheTtlMs: 'KEYPORT_KEY_CACHE_TTL_MS',

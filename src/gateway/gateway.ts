@@ -33,6 +33,11 @@ declare module 'fastify' {
     gatewayPrincipal: GatewayPrincipal;
     /** The path below /v1, without the query string. */
     gatewayPath: string;
+    /**
+     * A stream the gateway took over (hijacked): it logs and counts itself, with what happened to
+     * it (the response hook would count a complete one again, and never sees a client leave).
+     */
+    gatewayStream: boolean;
   }
 }
 
@@ -43,6 +48,7 @@ export function registerGateway(services: Services) {
     app.decorateRequest('gatewayRule', null as never);
     app.decorateRequest('gatewayPrincipal', null as never);
     app.decorateRequest('gatewayPath', '');
+    app.decorateRequest('gatewayStream', false);
 
     // Bodies stay raw (forwarded byte for byte unless we must change them); JSON is also parsed,
     // for the model and the stream flags. Anything else (multipart uploads, audio) passes as is.
@@ -320,6 +326,7 @@ async function streamEvents(
   aborted: Cancellation,
 ) {
   reply.hijack();
+  reply.request.gatewayStream = true;
   const res = reply.raw;
   res.writeHead(response.statusCode, {
     ...headers,
@@ -473,8 +480,9 @@ class UsageCapture {
     });
   }
 
-  /** Hijacked (streamed) replies skip Fastify's response hook: log them here. */
+  /** Hijacked (streamed) replies: counted and logged here, not by the response hook. */
   log(status: number): void {
+    this.services.responses.count(this.request.url, status);
     this.request.log.info(
       {
         method: this.request.method,

@@ -13,6 +13,15 @@ import { createTestGateway, type TestGateway } from '../helpers/test-gateway.ts'
 
 const chatBody = JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Hi' }] });
 
+/** The value of one series in a `/metrics` scrape. */
+const metricValue = (text: string, series: string) =>
+  Number(
+    text
+      .split('\n')
+      .find((line) => line.startsWith(`${series} `))
+      ?.slice(series.length + 1),
+  );
+
 const post = (gw: TestGateway, key: IssuedKey) =>
   gw.request('POST', '/v1/chat/completions', {
     headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
@@ -102,6 +111,10 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
     for (const [i, l] of limiters.entries()) {
       expect(l.grantedAdmissions - before[i]!).toBeGreaterThan(admitted / 4);
     }
+    const metrics = (await a.request('GET', '/metrics')).text;
+    expect(metricValue(metrics, 'keyport_limiter_local_grant_admissions_total')).toBe(
+      limiters[0]!.grantedAdmissions,
+    );
     // Headers still count down the shared limit: every answer under it, the last near zero.
     expect(Math.max(...remaining)).toBeLessThan(limit);
     expect(Math.min(...remaining)).toBeLessThan(2 * 16 + 2);
@@ -201,6 +214,12 @@ describe.skipIf(!REDIS_URL)('when Redis goes away', () => {
       expect(during.slice(3)).toEqual([429, 429]);
       expect(limiter.degraded).toBe(true);
       expect(gw.logs.join('')).toContain('Redis is unreachable: rate limits are enforced per instance');
+      // Counted in the metrics: the outage, once, and the calls answered locally meanwhile.
+      const metrics = (await gw.request('GET', '/metrics')).text;
+      expect(metrics).toContain('keyport_limiter_info{backend="redis"} 1');
+      expect(metrics).toContain('keyport_limiter_redis_degraded 1');
+      expect(metrics).toContain('keyport_limiter_redis_outages_total 1');
+      expect(metricValue(metrics, 'keyport_limiter_redis_fallback_calls_total')).toBeGreaterThanOrEqual(5);
 
       server = await startRedisServer(port);
       await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 50 });
@@ -209,6 +228,7 @@ describe.skipIf(!REDIS_URL)('when Redis goes away', () => {
       for (let i = 0; i < 4; i++) after.push((await post(gw, key)).status);
       expect(after).toEqual([200, 200, 200, 429]);
       expect(gw.logs.join('')).toContain('Redis is reachable again');
+      expect((await gw.request('GET', '/metrics')).text).toContain('keyport_limiter_redis_degraded 0');
     } finally {
       await gw.close();
       await killRedisServer(server);
