@@ -198,6 +198,14 @@ export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
     expect(recovered.allowed).toBe(true);
   });
 
+  it('an overdrawn token bucket refuses even a request of no tokens, until it is paid back', async () => {
+    const period = h.shortPeriodMs;
+    const tpp = bucket('tpp-zero', 'tokens', 100, period);
+    expect((await admit([tpp], { tokens: 50 })).allowed).toBe(true);
+    await settle([tpp], 50, 300); // a whole period's worth and more: overdrawn
+    expect(await admit([tpp], { tokens: 0 })).toMatchObject({ allowed: false, reason: 'rate' });
+  });
+
   it('holds at most `limit` leases; settle releases, idempotently', async () => {
     const s = slot('s', 2);
     expect((await admit([], { slots: [s], leaseId: 'l1' })).allowed).toBe(true);

@@ -304,32 +304,36 @@ export class LocalGrants {
 
   /** On close: everything held goes back (members lent to requests still in flight stay lent). */
   takeAll(): GiveBack {
-    this.drop();
     const back = this.orphans;
     this.orphans = { buckets: [], members: [] };
+    for (const grant of this.buckets.values()) {
+      if (grant.units !== 0) back.buckets.push({ bucket: grant.bucket, diff: -grant.units });
+    }
+    for (const grant of this.slots.values()) {
+      for (const member of grant.free) back.members.push({ key: grant.slot.key, member });
+    }
+    this.buckets.clear();
+    this.slots.clear();
     return back;
   }
 
   /**
-   * Redis went away: grants are forgotten, what they held to be given back once it answers again
-   * (debts must still be charged). Members lent to requests in flight stay lent, and renewed
-   * again once Redis is back, until their requests end.
+   * Redis went away: grants are forgotten. Their debts are charged and their members released once
+   * it answers again; their unspent units are not given back (Redis may come back empty, and
+   * then they would erase other instances' charges): they refill by themselves, as a crashed
+   * instance's do. Members lent to requests in flight stay lent, and renewed again once Redis is
+   * back, until their requests end.
    */
   drop(): void {
+    // Debts only: credits given to a Redis that restarted empty would erase others' charges.
     for (const grant of this.buckets.values()) {
-      if (grant.units !== 0) this.orphans.buckets.push({ bucket: grant.bucket, diff: -grant.units });
+      if (grant.units < 0) this.orphans.buckets.push({ bucket: grant.bucket, diff: -grant.units });
     }
     for (const grant of this.slots.values()) {
       for (const member of grant.free) this.orphans.members.push({ key: grant.slot.key, member });
     }
     this.buckets.clear();
     this.slots.clear();
-  }
-
-  /** Given back at the next flush that reaches Redis (what was released while it was away). */
-  giveBackLater(back: Partial<GiveBack>): void {
-    this.orphans.buckets.push(...(back.buckets ?? []));
-    this.orphans.members.push(...(back.members ?? []));
   }
 
   /** Members of slot grants, for lease renewal: slot key → members held or lent. */

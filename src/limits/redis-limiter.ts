@@ -100,8 +100,10 @@ local function num(x) return string.format('%.17g', x) end
 /**
  * Admits a request and grants capacity ahead of need (`redis-grants.ts`) in one atomic step.
  * KEYS: nb bucket keys, then slot keys. ARGV: nb, lease id, lease TTL, grant member prefix, then
- * (limit, period, cost, want) per bucket and (limit, take, want) per slot: `cost` is what this
- * call charges the bucket for the request, `want` the units to grant beyond it (as many as fit);
+ * (limit, period, cost, want, covered) per bucket and (limit, take, want) per slot: `cost` is what
+ * this call charges the bucket for the request, `want` the units to grant beyond it (as many as
+ * fit), `covered` 1 when a grant paid the request's cost here (or the call only asks ahead): such a
+ * bucket, charged nothing, never refuses, where any other does when it is overdrawn;
  * `take` 1 leases the slot under the lease id, 0 leaves it to a member the instance lends, and
  * `want` members named prefix..1, prefix..2, … are added (as many as fit). A call with no cost and
  * no take only asks ahead. Returns {code, index, inFlight, now, TAT per bucket, units granted per
@@ -120,9 +122,10 @@ local reply = {0, 0, 0, num(now)}
 local fresh, units = {}, {}
 local refused, longest = 0, -1
 for i = 1, nb do
-  local a = 4 * i + 1
+  local a = 5 * i
   local limit, period = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local cost, want = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  local covered = cost == 0 and ARGV[a + 4] == '1'
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
   reply[4 + i] = num(tat)
@@ -130,9 +133,9 @@ for i = 1, nb do
   local newTat = tat + cost * step
   local wait = newTat - period - now
   if cost > limit then wait = math.huge end
-  -- A bucket charged nothing (its part covered by a grant, or an ask ahead) never refuses: an
-  -- overdrawn one just grants nothing.
-  if wait > 0 and cost > 0 then
+  -- A bucket charged nothing because a grant paid for the request (or an ask ahead) never
+  -- refuses: an overdrawn one just grants nothing.
+  if wait > 0 and not covered then
     if wait > longest then refused, longest = i, wait end
   else
     local grant = math.max(0, math.min(want, math.floor((now + period - newTat) / step + 1e-9)))
@@ -145,7 +148,7 @@ if refused > 0 then
   reply[1], reply[2] = 1, refused
   return reply
 end
-local s = 4 + 4 * nb
+local s = 4 + 5 * nb
 local members, takes = {}, {}
 for j = 1, ns do
   local key = KEYS[nb + j]
@@ -251,6 +254,9 @@ const COUNTER_FRESH_MS = 250;
 /** Past this many cached counters the cache starts over (a counter not read for long is cold). */
 const COUNTER_CACHE_MAX = 10_000;
 
+/** Deferred releases and debts kept while Redis is away, at most (per kind). */
+const MAX_DEFERRED = 100_000;
+
 /** Keys per renewal script call: bounded script runs, one pipeline. */
 const RENEW_BATCH = 500;
 const noop = () => {};
@@ -281,6 +287,12 @@ export class RedisLimiter implements Limiter {
   private calls = 0;
   /** Budget counters as Redis last answered them (value, performance.now() then); with grants only. */
   private readonly counterCache = new Map<string, { value: number; at: number }>();
+  /**
+   * What could not reach Redis while it was away: leases to release and token debts, sent once it
+   * answers again. Credits (units given back) are not kept: given to a Redis that restarted empty,
+   * they would erase other instances' charges; they refill by themselves instead.
+   */
+  private deferred: GiveBack = { buckets: [], members: [] };
   /** Calls that may bring grants, in flight: close waits for them, so that those go back too. */
   private readonly granting = new Set<Promise<unknown>>();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -395,15 +407,12 @@ export class RedisLimiter implements Limiter {
         released: [],
       };
       if (rest.buckets.length === 0 && rest.slots.length === 0 && rest.released.length === 0) return;
-      if (this.isDegraded || this.client.status !== 'ready') {
-        // Admitted by Redis but Redis is away: its leases expire by themselves; members lent
-        // from a grant dropped meanwhile are released once Redis answers again.
-        this.grants?.giveBackLater({ members: rest.released });
-        return;
-      }
       const members = rest.slots.map((slot) => ({ key: slot.key, member: request.leaseId }));
       members.push(...rest.released);
-      return this.giveBack({ buckets: rest.buckets.map((bucket) => ({ bucket, diff })), members });
+      const back = { buckets: rest.buckets.map((bucket) => ({ bucket, diff })), members };
+      // Admitted by Redis but Redis is away: released and charged once it answers again.
+      if (this.isDegraded || this.client.status !== 'ready') return this.defer(back);
+      return this.giveBack(back);
     } catch (error) {
       this.onError(asError(error));
     }
@@ -431,12 +440,14 @@ export class RedisLimiter implements Limiter {
     return values;
   }
 
-  private cacheCounters(keys: readonly string[], values: readonly (number | undefined)[]): void {
-    if (this.grants === undefined) return;
+  /** `at`: when the command was sent (Redis's answer is at least as old as that, not its arrival). */
+  private cacheCounters(keys: readonly string[], values: readonly (number | undefined)[], at: number): void {
+    if (this.grants === undefined || this.isDegraded) return;
     if (this.counterCache.size > COUNTER_CACHE_MAX) this.counterCache.clear();
-    const at = performance.now();
     keys.forEach((key, i) => {
       const value = values[i];
+      const cached = this.counterCache.get(key);
+      if (cached !== undefined && cached.at > at) return; // a later answer is there already
       if (value === undefined) this.counterCache.delete(key);
       else this.counterCache.set(key, { value, at });
     });
@@ -502,6 +513,7 @@ export class RedisLimiter implements Limiter {
         bucket.periodMs,
         costOf(bucket, tokens) - (plan?.use[i] ?? 0),
         plan?.want[i] ?? 0,
+        (plan?.use[i] ?? 0) > 0 ? 1 : 0,
       );
     }
     for (let j = 0; j < slots.length; j++) {
@@ -539,7 +551,7 @@ export class RedisLimiter implements Limiter {
     for (const slot of slots) args.push(`${this.prefix}cc:${slot.key}`);
     args.push(buckets.length, '', this.leaseTtlMs, memberPrefix);
     for (let i = 0; i < buckets.length; i++)
-      args.push(buckets[i]!.limit, buckets[i]!.periodMs, 0, plan.want[i]!);
+      args.push(buckets[i]!.limit, buckets[i]!.periodMs, 0, plan.want[i]!, 1);
     for (let j = 0; j < slots.length; j++) args.push(slots[j]!.limit, 0, plan.wantSlots[j]!);
     const ask = { ...request, tokens: 0 };
     const reply = this.scripts.keyportAdmit(...args);
@@ -625,8 +637,8 @@ export class RedisLimiter implements Limiter {
     memberPrefix: string,
     leased: boolean,
   ): void {
-    reply.then((late) => {
-      if (Number(late[0]) !== 0 || this.closed) return;
+    const released = reply.then((late) => {
+      if (Number(late[0]) !== 0) return;
       try {
         const { grantedUnits, grantedMembers } = decodeAdmit(request, late, memberPrefix);
         const back: GiveBack = { buckets: [], members: [] };
@@ -639,13 +651,25 @@ export class RedisLimiter implements Limiter {
           }
           for (const member of grantedMembers[j]!) back.members.push({ key: slot.key, member });
         });
-        // Redis may still be away: then this goes back once it answers again.
-        if (!this.isDegraded) this.giveBack(back);
-        else this.grants?.giveBackLater(back);
+        // Redis has just answered on this connection: give back at once, even if not recovered yet.
+        if (this.client.status === 'ready') return this.giveBack(back);
+        this.defer(back);
       } catch (error) {
         this.onError(asError(error));
       }
     }, noop);
+    // Close waits for it, but not longer than a late reply can reasonably take.
+    this.tracked(Promise.race([released, sleepUnref(this.commandTimeoutMs * 2)]));
+  }
+
+  /** Keeps what must reach Redis for when it answers again (bounded: the oldest go first). */
+  private defer(back: GiveBack): void {
+    for (const entry of back.buckets) if (entry.diff > 0) this.deferred.buckets.push(entry);
+    this.deferred.members.push(...back.members);
+    if (this.deferred.buckets.length > MAX_DEFERRED)
+      this.deferred.buckets.splice(0, this.deferred.buckets.length - MAX_DEFERRED);
+    if (this.deferred.members.length > MAX_DEFERRED)
+      this.deferred.members.splice(0, this.deferred.members.length - MAX_DEFERRED);
   }
 
   private admitLocally(request: AdmitRequest): AdmitResult {
@@ -678,6 +702,8 @@ export class RedisLimiter implements Limiter {
     } catch (error) {
       this.onError(asError(error));
       this.fallBack(asError(error));
+      // A call that timed out may still run in Redis: sent again, it could count twice.
+      if (!(error instanceof RedisTimeoutError)) this.defer(back);
     }
   }
 
@@ -690,10 +716,11 @@ export class RedisLimiter implements Limiter {
 
   private async readCountersInRedis(keys: readonly string[]): Promise<(number | undefined)[]> {
     try {
+      const sentAt = performance.now();
       const values = (
         await this.answerWithin(this.client.mget(keys.map((key) => `${this.prefix}ct:${key}`)))
       ).map(toNumber);
-      this.cacheCounters(keys, values);
+      this.cacheCounters(keys, values, sentAt);
       return values;
     } catch (error) {
       this.fallBack(asError(error));
@@ -723,10 +750,12 @@ export class RedisLimiter implements Limiter {
     for (const add of adds) args.push(`${this.prefix}ct:${add.key}`);
     for (const add of adds) args.push(add.amount);
     try {
+      const sentAt = performance.now();
       const values = (await this.answerWithin(this.scripts.keyportAddCounters(...args))).map(toNumber);
       this.cacheCounters(
         adds.map((add) => add.key),
         values,
+        sentAt,
       );
       return values;
     } catch (error) {
@@ -767,6 +796,9 @@ export class RedisLimiter implements Limiter {
     clearInterval(this.probeTimer);
     this.probeTimer = undefined;
     this.callSafely(this.onRecover, undefined);
+    const deferred = this.deferred;
+    this.deferred = { buckets: [], members: [] };
+    if (deferred.buckets.length > 0 || deferred.members.length > 0) this.giveBack(deferred);
   };
 
   private readonly onConnectionError = (error: Error): void => {
@@ -890,6 +922,11 @@ function hasTokenBucket(request: { buckets: AdmitRequest['buckets'] }): boolean 
   for (const bucket of request.buckets) if (bucket.unit === 'tokens') return true;
   return false;
 }
+
+const sleepUnref = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
 
 const toNumber = (value: string | null): number | undefined => (value === null ? undefined : Number(value));
 
