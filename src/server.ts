@@ -23,9 +23,15 @@ export async function startServer(config: Config, services?: Services): Promise<
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await svc.close();
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
       throw new UserError(
         `KEYPORT_PORT: ${config.host}:${config.port} is already in use (another Keyport?). Stop it or choose another port.`,
+      );
+    }
+    if (code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL' || code === 'EAI_AGAIN') {
+      throw new UserError(
+        `KEYPORT_HOST: cannot listen on "${config.host}" (${code}): give an address of this machine, such as 127.0.0.1 or 0.0.0.0.`,
       );
     }
     throw error;

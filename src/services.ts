@@ -160,6 +160,15 @@ export async function createServices(
       ...options.storeOptions,
     }));
   const logError = (message: string) => (error: unknown) => logger.error({ err: error }, message);
+  // First, before anything that listens or keeps the process alive: the journal takes the data
+  // directory's lock, the likeliest start-up failure (another instance on the same directory).
+  let usage: UsageRecorder;
+  try {
+    usage = options.usage ?? (await startUsageRecorder(config, store, logger));
+  } catch (error) {
+    if (!options.store) await store.close();
+    throw error;
+  }
 
   const lastUsed = new LastUsedRecorder(
     store.db,
@@ -271,7 +280,6 @@ export async function createServices(
     Math.max(config.keyCacheTtlMs, 1000),
     logError('credit could not be loaded'),
     options.now,
-    // The recorder is made below; the gate asks it only when serving requests.
     (organizationId) => usage.unwrittenCost?.(organizationId) ?? 0,
   );
   notifier.on('billing', (organizationId) => creditGate.invalidate(organizationId));
@@ -293,7 +301,6 @@ export async function createServices(
     logger.info({ url: mockUpstream.url }, 'no upstream configured: using the built-in mock upstream');
   }
   const upstreams = new UpstreamRouter(upstreamConfigs);
-  const usage = options.usage ?? (await startUsageRecorder(config, store, logger));
 
   let closed = false;
   return {

@@ -9,7 +9,7 @@ const chatBody = (stream = false) =>
   JSON.stringify({ model: 'mock-gpt-4o', messages: [{ role: 'user', content: 'Hi' }], stream });
 
 /** The value of one series, 0 when it is absent. */
-function valueOf(text: string, series: string): number {
+function seriesValue(text: string, series: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line ? Number(line.slice(series.length + 1)) : 0;
 }
@@ -51,8 +51,8 @@ describe('metrics', () => {
     expect(bad.status).toBe(401);
 
     const after = await scrape();
-    expect(valueOf(after, ok) - valueOf(before, ok)).toBe(4);
-    expect(valueOf(after, denied) - valueOf(before, denied)).toBe(1);
+    expect(seriesValue(after, ok) - seriesValue(before, ok)).toBe(4);
+    expect(seriesValue(after, denied) - seriesValue(before, denied)).toBe(1);
     expect(after).toContain('keyport_limiter_info{backend="memory"} 1');
     expect(after).toContain('keyport_limiter_redis_degraded 0');
     expect(after).toMatch(/^keyport_usage_pending_events \d+$/m);
@@ -95,8 +95,8 @@ describe('streams in the log and the metrics', () => {
       expect(lines(goneId)).toHaveLength(1);
       expect(lines(wholeId)).toHaveLength(1);
       const metrics = (await gw.request('GET', '/metrics')).text;
-      expect(valueOf(metrics, 'keyport_http_responses_total{api="gateway",status_class="2xx"}')).toBe(1);
-      expect(valueOf(metrics, 'keyport_http_responses_total{api="gateway",status_class="4xx"}')).toBe(1);
+      expect(seriesValue(metrics, 'keyport_http_responses_total{api="gateway",status_class="2xx"}')).toBe(1);
+      expect(seriesValue(metrics, 'keyport_http_responses_total{api="gateway",status_class="4xx"}')).toBe(1);
     } finally {
       await gw.close();
     }

@@ -142,7 +142,19 @@ export async function start(options: InitOptions): Promise<void> {
       throw error;
     }
   }
-  const server = await startServer(config, services);
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(config, services);
+  } catch (error) {
+    // The organization and its admin key exist now: the key must not be lost with the start.
+    if (created) {
+      process.stdout.write(
+        `\n${welcome(created, `http://${config.host}:${config.port}`)}\n\n` +
+          'The server did not start (below). Fix that and run `npx keyport start` again: the organization is kept.\n',
+      );
+    }
+    throw error;
+  }
   closeOnSignals(server);
   const where = `Keyport is running at ${server.url} (${describeStore(services.store)}).`;
   process.stdout.write(
