@@ -82,6 +82,10 @@ describe('configuration', () => {
     // The credential is read from the environment when used, never copied into the config.
     expect(JSON.stringify(config)).not.toContain('upstream-secret');
     expect(() => loadConfig({ KEYPORT_UPSTREAM_URL: 'ftp://x' })).toThrow(/KEYPORT_UPSTREAM_URL/);
+    // Models or a credential for an upstream with no URL: refused, not ignored for the mock.
+    expect(() => loadConfig({ KEYPORT_UPSTREAM_MODELS: 'llama-*' })).toThrow(
+      /KEYPORT_UPSTREAM_MODELS: set KEYPORT_UPSTREAM_URL too/,
+    );
 
     const dir = mkdtempSync(path.join(tmpdir(), 'kp-config-'));
     const file = path.join(dir, 'upstreams.json');

@@ -217,7 +217,14 @@ const ENV_NAMES: Record<EnvSetting, string> = {
  *   KEYPORT_UPSTREAM_URL=http://vllm:8000/v1 KEYPORT_UPSTREAM_MODELS="llama-*" KEYPORT_UPSTREAM_API_KEY=…
  */
 function upstreamFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> | undefined {
-  if (!env.KEYPORT_UPSTREAM_URL) return undefined;
+  if (!env.KEYPORT_UPSTREAM_URL) {
+    // Without the URL they would be ignored, and the mock would answer in the upstream's place.
+    const orphan = ['KEYPORT_UPSTREAM_MODELS', 'KEYPORT_UPSTREAM_API_KEY'].filter((name) => env[name]);
+    if (orphan.length > 0) {
+      throw new ConfigError(`invalid configuration:\n  ${orphan.join(', ')}: set KEYPORT_UPSTREAM_URL too`);
+    }
+    return undefined;
+  }
   return {
     name: 'default',
     baseUrl: env.KEYPORT_UPSTREAM_URL,
