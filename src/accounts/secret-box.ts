@@ -46,8 +46,16 @@ export class SecretBox {
     const decipher = createDecipheriv('aes-256-gcm', this.key, Buffer.from(iv, 'base64url'));
     decipher.setAAD(Buffer.from(context));
     decipher.setAuthTag(Buffer.from(tag, 'base64url'));
-    return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
-      'utf8',
-    );
+    try {
+      return Buffer.concat([decipher.update(Buffer.from(body, 'base64url')), decipher.final()]).toString(
+        'utf8',
+      );
+    } catch (cause) {
+      // What the log says to the operator: the usual cause is instances with different keys.
+      throw new Error(
+        "a stored secret could not be decrypted with this instance's secret key: every instance must have the same KEYPORT_SECRET_KEY (or the one that sealed it)",
+        { cause },
+      );
+    }
   }
 }
