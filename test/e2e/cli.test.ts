@@ -361,6 +361,34 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
       ),
     );
 
+    // Other families of the Usage API: an embeddings request, in its own table.
+    const embedded = await fetch(`${server.url}/v1/embeddings`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${billedSecret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mock-embedding-small', input: 'Bill me too' }),
+    });
+    const embedding = (await embedded.json()) as { usage: { prompt_tokens: number } };
+    expect(embedded.status).toBe(200);
+    let embeddings = '';
+    for (let attempt = 0; attempt < 50 && !embeddings.includes(billedId); attempt++) {
+      await sleep(100);
+      embeddings = await cli('usage', '--days', '1', '--type', 'embeddings', '--by', 'api_key_id');
+    }
+    expect(embeddings).toMatch(/^DAY\s+API_KEY_ID\s+REQUESTS\s+INPUT$/m);
+    expect(embeddings).toMatch(new RegExp(`${billedId}\\s+1\\s+${embedding.usage.prompt_tokens}$`, 'm'));
+    const badType = await runKeyport(['usage', '--type', 'tokens'], env);
+    expect(badType.code).toBe(1);
+    expect(badType.stderr).toContain('--type is one of completions, embeddings');
+    // The records themselves, to a file: it says how many it wrote.
+    const exportDir = tempDir('usage-export');
+    const exported = path.join(exportDir, 'usage.csv');
+    const today = new Date().toISOString().slice(0, 10);
+    const wrote = await cli('usage', 'export', '--from', today, '--out', exported);
+    const lines = readFileSync(exported, 'utf8').split('\n').filter(Boolean);
+    expect(wrote.trim()).toBe(`Wrote ${lines.length - 1} usage records to ${exported}.`);
+    expect(lines.length - 1).toBeGreaterThanOrEqual(2);
+    removeDir(exportDir);
+
     expect(await cli('credits', 'grant', '12.50', '--note', 'welcome')).toMatch(
       /^Granted \$12\.50 \(credit_/,
     );

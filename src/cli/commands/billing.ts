@@ -15,9 +15,12 @@ interface Bucket<R> {
   results: R[];
 }
 interface UsageResult {
-  input_tokens: number;
-  output_tokens: number;
-  input_cached_tokens: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  input_cached_tokens?: number;
+  images?: number;
+  characters?: number;
+  seconds?: number;
   num_model_requests: number;
   project_id: string | null;
   api_key_id: string | null;
@@ -127,20 +130,37 @@ async function allBuckets<R>(
   }
 }
 
+/** The Usage API's families and the columns each one's results have (beside requests). */
+const USAGE_TYPES: Record<string, [column: string, field: keyof UsageResult][]> = {
+  completions: [
+    ['input', 'input_tokens'],
+    ['cached', 'input_cached_tokens'],
+    ['output', 'output_tokens'],
+  ],
+  embeddings: [['input', 'input_tokens']],
+  moderations: [['input', 'input_tokens']],
+  images: [['images', 'images']],
+  audio_speeches: [['characters', 'characters']],
+  audio_transcriptions: [['seconds', 'seconds']],
+};
+
 export function registerBillingCommands(program: Command, globals: () => GlobalOptions): void {
   // ---- usage and costs ----------------------------------------------------------------------------
   const usage = program
     .command('usage')
-    .description('token usage per day (the Usage API), grouped by model, project or key')
+    .description('usage per day (the Usage API), grouped by model, project or key')
     .option('--days <n>', 'this many days up to today (UTC)', wholeNumber, 7)
     .option('--by <field>', 'model, project_id or api_key_id', 'model')
-    .action(async (options: { days: number; by: string }) => {
+    .option('--type <type>', `${Object.keys(USAGE_TYPES).join(', ')}`, 'completions')
+    .action(async (options: { days: number; by: string; type: string }) => {
       if (!['model', 'project_id', 'api_key_id'].includes(options.by)) {
         throw new CliError('--by is model, project_id or api_key_id');
       }
+      const columns = USAGE_TYPES[options.type];
+      if (!columns) throw new CliError(`--type is one of ${Object.keys(USAGE_TYPES).join(', ')}`);
       const client = new AdminClient(globals());
       const start = Math.floor(Date.now() / 86_400_000 - options.days + 1) * 86_400;
-      const buckets = await allBuckets<UsageResult>(client, '/usage/completions', {
+      const buckets = await allBuckets<UsageResult>(client, `/usage/${options.type}`, {
         start_time: start,
         bucket_width: '1d',
         limit: 31,
@@ -151,13 +171,11 @@ export function registerBillingCommands(program: Command, globals: () => GlobalO
           day: day(b.start_time),
           [options.by]: String(r[options.by as keyof UsageResult] ?? '-'),
           requests: count(r.num_model_requests),
-          input: count(r.input_tokens),
-          cached: count(r.input_cached_tokens),
-          output: count(r.output_tokens),
+          ...Object.fromEntries(columns.map(([column, field]) => [column, count(Number(r[field] ?? 0))])),
         })),
       );
       output(globals(), buckets, () =>
-        table(rows, ['day', options.by, 'requests', 'input', 'cached', 'output']),
+        table(rows, ['day', options.by, 'requests', ...columns.map(([column]) => column)]),
       );
     });
 
@@ -171,8 +189,13 @@ export function registerBillingCommands(program: Command, globals: () => GlobalO
       const query = new URLSearchParams({ start_time: String(options.from) });
       if (options.to !== undefined) query.set('end_time', String(options.to));
       const csv = await new AdminClient(globals()).download(`/usage/export?${query}`);
-      if (options.out) writeFileSync(options.out, csv);
-      else process.stdout.write(csv);
+      if (!options.out) {
+        process.stdout.write(csv);
+        return;
+      }
+      writeFileSync(options.out, csv);
+      const records = Math.max(0, csv.toString('utf8').split('\n').filter(Boolean).length - 1); // less the header
+      process.stdout.write(`Wrote ${records} usage record${records === 1 ? '' : 's'} to ${options.out}.\n`);
     });
 
   program
