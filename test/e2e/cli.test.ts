@@ -190,6 +190,14 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     const projectId = /^id:\s+(\S+)$/m.exec(created)?.[1] as string;
     expect(projectId).toMatch(/^proj_/);
     expect(created).toMatch(/^status:\s+active$/m);
+    // --name as for keys create, once only.
+    const third = await cli('projects', 'create', '--name', 'Third project');
+    expect(third).toMatch(/^name:\s+Third project$/m);
+    const thirdId = /^id:\s+(\S+)$/m.exec(third)?.[1] as string;
+    await cli('projects', 'archive', thirdId);
+    const twice = await runKeyport(['projects', 'create', 'A', '--name', 'B'], env);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('give the name once');
 
     const { value: projectKey } = await adminOk<{ value: string }>(
       server.url,
@@ -210,6 +218,7 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     expect(listed.map((p) => [p.id, p.name, p.status])).toEqual([
       [init.project_id, 'Default project', 'active'],
       [projectId, 'Second project', 'archived'],
+      [thirdId, 'Third project', 'archived'],
     ]);
   });
 

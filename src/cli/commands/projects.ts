@@ -1,6 +1,6 @@
 /** `keyport projects list|create|show|update|archive`, through the Admin API. */
 import type { Command } from 'commander';
-import { AdminClient } from '../client.ts';
+import { AdminClient, CliError } from '../client.ts';
 import { list, table, when } from '../format.ts';
 import { type GlobalOptions, output } from './output.ts';
 
@@ -43,9 +43,15 @@ export function registerProjectCommands(program: Command, globals: () => GlobalO
     });
 
   projects
-    .command('create <name>')
+    .command('create [name]')
+    .option('--name <name>', 'the name (as for keys create), instead of the argument')
     .option('--ips <cidrs>', 'project-wide IP allow-list, comma-separated CIDRs')
-    .action(async (name: string, options: { ips?: string }) => {
+    .action(async (argument: string | undefined, options: { name?: string; ips?: string }) => {
+      if (argument !== undefined && options.name !== undefined && argument !== options.name) {
+        throw new CliError('give the name once: as the argument or as --name');
+      }
+      const name = argument ?? options.name;
+      if (name === undefined) throw new CliError('a project needs a name: keyport projects create <name>');
       const client = new AdminClient(globals());
       const project = await client.post<Project>('/projects', {
         name,
