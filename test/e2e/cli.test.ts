@@ -455,5 +455,9 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     // The refused second process left the running server and its lock alone.
     expect(existsSync(path.join(dataDir, 'keyport.lock'))).toBe(true);
     expect(await probeKey(server.url, init.admin_key)).toMatchObject({ status: 200 });
+    // A KEYPORT_USE_DIST that is neither 1 nor 0 is refused, not ignored.
+    const useDist = await runKeyport(['--help'], { KEYPORT_USE_DIST: 'yes' });
+    expect(useDist.code).toBe(1);
+    expect(useDist.stderr).toContain('KEYPORT_USE_DIST is 1 (run dist/) or 0 (run the sources), not "yes"');
   });
 });
