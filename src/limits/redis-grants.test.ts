@@ -197,6 +197,26 @@ describe('LocalGrants when Redis goes away (dropped grants)', () => {
   });
 });
 
+describe('LocalGrants: a request of no tokens', () => {
+  it('is not admitted from a grant holding nothing: Redis decides (the bucket may be overdrawn)', () => {
+    const grants = new LocalGrants(() => 0);
+    const tpm = bucket('tpm', 'tokens', 6_400_000);
+    const first = request({ buckets: [tpm], tokens: 1000 });
+    grants.granted(first, grants.reserve(first), {
+      tats: [0],
+      redisNow: 0,
+      grantedUnits: [1000],
+      grantedMembers: [],
+    });
+    expect(grants.tryAdmit(request({ buckets: [tpm], tokens: 0 }))).toBeDefined(); // units held: fine
+    const spent = request({ buckets: [tpm], tokens: 1000 });
+    expect(grants.tryAdmit(spent)).toBeDefined();
+    expect(grants.tryAdmit(request({ buckets: [tpm], tokens: 0 }))).toBeUndefined();
+    const plan = grants.reserve(request({ buckets: [tpm], tokens: 0 }));
+    expect(plan.use).toEqual([0]); // so the script does not treat it as paid for
+  });
+});
+
 describe('LocalGrants: units unspent when Redis went away', () => {
   it('are not given back (Redis may have come back empty), but debts and members are', () => {
     const grants = new LocalGrants(() => 0);
@@ -518,5 +538,42 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     // Redis ran the admission late and took the lease; the limiter gave it back.
     await vi.waitFor(async () => expect(await admin.zcard(`${prefix}cc:one`)).toBe(0), { timeout: 2000 });
     expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
+  });
+  it('a give-back Redis refuses with a script error is reported once, not sent again and again', async () => {
+    const prefix = randomRedisPrefix();
+    const errors: Error[] = [];
+    const limiter = await open(prefix, { probeIntervalMs: 20, onError: (e) => errors.push(e) });
+    await admin.set(`${prefix}cc:broken`, 'not a sorted set');
+    await limiter.settle({
+      buckets: [],
+      estimatedTokens: 0,
+      actualTokens: 0,
+      slots: [slot('broken', 1)],
+      leaseId: 'l',
+    });
+    await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 2000, interval: 10 });
+    await sleep(300); // fifteen probe intervals: a resend loop would fail again each time
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toMatch(/WRONGTYPE/);
+    expect(limiter.fallbacks).toBe(1);
+  });
+
+  it('close waits for an admission that times out, and releases the lease its late reply took', async () => {
+    const prefix = randomRedisPrefix();
+    const limiter = new RedisLimiter({
+      url: REDIS_URL!,
+      keyPrefix: prefix,
+      commandTimeoutMs: 50,
+      localGrants: false,
+    });
+    cleanups.push(() => deleteRedisKeys(admin, prefix));
+    expect(await limiter.ready(5000)).toBe(true);
+    const one = slot('one', 1);
+    await admin.client('PAUSE', 120, 'WRITE');
+    const answer = limiter.admit(request({ slots: [one] }));
+    await sleep(10);
+    await limiter.close(); // before the admission has timed out
+    expect((await answer).allowed).toBe(true); // answered locally
+    expect(await admin.zcard(`${prefix}cc:one`)).toBe(0);
   });
 });

@@ -124,7 +124,9 @@ export class LocalGrants {
     for (let i = 0; i < buckets.length; i++) {
       const grant = this.buckets.get(buckets[i]!.key);
       if (grant === undefined || !sameLimit(grant.bucket, buckets[i]!)) return undefined;
-      if (grant.units < costOf(buckets[i]!, tokens)) return undefined;
+      const cost = costOf(buckets[i]!, tokens);
+      // Nothing prepaid (a request of no tokens on an empty or overdrawn grant): Redis decides.
+      if (grant.units < cost || grant.units <= 0) return undefined;
     }
     for (let j = 0; j < slots.length; j++) {
       const grant = this.slots.get(slots[j]!.key);
@@ -334,6 +336,11 @@ export class LocalGrants {
     }
     this.buckets.clear();
     this.slots.clear();
+  }
+
+  /** Redis answers again after an outage: units queued to go back are dropped (it may be empty). */
+  forgetCredits(): void {
+    this.orphans.buckets = this.orphans.buckets.filter((entry) => entry.diff > 0);
   }
 
   /** Members of slot grants, for lease renewal: slot key → members held or lent. */

@@ -386,7 +386,7 @@ export class RedisLimiter implements Limiter {
   admit(request: AdmitRequest): MaybePromise<AdmitResult> {
     if (request.buckets.length === 0 && request.slots.length === 0) return { allowed: true, states: [] };
     if (!this.redisUsable()) return this.admitLocally(request);
-    if (this.grants === undefined) return this.admitInRedis(request, undefined);
+    if (this.grants === undefined) return this.tracked(this.admitInRedis(request, undefined));
     const states = this.grants.tryAdmit(request);
     if (states === undefined) return this.tracked(this.admitInRedis(request, this.grants.reserve(request)));
     const ahead = this.grants.askAhead(request);
@@ -478,7 +478,11 @@ export class RedisLimiter implements Limiter {
     clearInterval(this.probeTimer);
     clearInterval(this.grantTimer);
     // What this instance holds goes back, so that the others may have it now, not at expiry.
-    await Promise.allSettled([...this.granting]);
+    // Calls in flight may start late releases meanwhile: wait for those too, within bounds.
+    const deadline = performance.now() + this.commandTimeoutMs * 4;
+    while (this.granting.size > 0 && performance.now() < deadline) {
+      await Promise.race([Promise.allSettled([...this.granting]), sleepUnref(deadline - performance.now())]);
+    }
     if (this.grants && !this.isDegraded && this.client.status === 'ready')
       await this.giveBack(this.grants.takeAll());
     this.client.off('close', this.onConnectionClose);
@@ -665,7 +669,7 @@ export class RedisLimiter implements Limiter {
   /** Keeps what must reach Redis for when it answers again (bounded: the oldest go first). */
   private defer(back: GiveBack): void {
     for (const entry of back.buckets) if (entry.diff > 0) this.deferred.buckets.push(entry);
-    this.deferred.members.push(...back.members);
+    for (const entry of back.members) this.deferred.members.push(entry);
     if (this.deferred.buckets.length > MAX_DEFERRED)
       this.deferred.buckets.splice(0, this.deferred.buckets.length - MAX_DEFERRED);
     if (this.deferred.members.length > MAX_DEFERRED)
@@ -681,9 +685,14 @@ export class RedisLimiter implements Limiter {
     return result;
   }
 
-  /** Token reconciliations, released leases and grants given back, in script calls of bounded size. */
+  /**
+   * Token reconciliations, released leases and grants given back, in script calls of bounded size,
+   * each on its own: a batch that failed is sent again (once Redis answers) only when the error
+   * proves Redis never ran it. One that may have run (a timeout, a connection lost before its
+   * reply, a script error after some writes) is not: sent twice, its debts would count twice.
+   */
   private async giveBack(back: GiveBack): Promise<void> {
-    const calls: Promise<unknown>[] = [];
+    const calls: Promise<void>[] = [];
     for (let b = 0, m = 0; b < back.buckets.length || m < back.members.length; ) {
       const buckets = back.buckets.slice(b, b + RENEW_BATCH);
       const members = back.members.slice(m, m + RENEW_BATCH - buckets.length);
@@ -695,16 +704,15 @@ export class RedisLimiter implements Limiter {
       args.push(buckets.length);
       for (const { bucket, diff } of buckets) args.push(bucket.limit, bucket.periodMs, diff);
       for (const { member } of members) args.push(member);
-      calls.push(this.answerWithin(this.scripts.keyportGiveBack(...args)));
+      calls.push(
+        this.answerWithin(this.scripts.keyportGiveBack(...args)).then(noop, (error: unknown) => {
+          this.onError(asError(error));
+          this.fallBack(asError(error));
+          if (neverRan(error)) this.defer({ buckets, members });
+        }),
+      );
     }
-    try {
-      await Promise.all(calls);
-    } catch (error) {
-      this.onError(asError(error));
-      this.fallBack(asError(error));
-      // A call that timed out may still run in Redis: sent again, it could count twice.
-      if (!(error instanceof RedisTimeoutError)) this.defer(back);
-    }
+    await Promise.all(calls);
   }
 
   /** Every flush interval: idle grants go back, debts are charged. */
@@ -796,6 +804,8 @@ export class RedisLimiter implements Limiter {
     clearInterval(this.probeTimer);
     this.probeTimer = undefined;
     this.callSafely(this.onRecover, undefined);
+    // Redis may be back empty: credits queued while it was away would erase others' charges.
+    this.grants?.forgetCredits();
     const deferred = this.deferred;
     this.deferred = { buckets: [], members: [] };
     if (deferred.buckets.length > 0 || deferred.members.length > 0) this.giveBack(deferred);
@@ -921,6 +931,19 @@ function decodeAdmit(request: AdmitRequest, reply: AdmitReply, memberPrefix: str
 function hasTokenBucket(request: { buckets: AdmitRequest['buckets'] }): boolean {
   for (const bucket of request.buckets) if (bucket.unit === 'tokens') return true;
   return false;
+}
+
+/**
+ * Errors that prove a command was never run: not written (no connection, and no offline queue),
+ * or refused by Redis before a script starts. Deferred give-backs are debts and releases, whose
+ * first write would fail the same way, so nothing of theirs was written either.
+ */
+function neverRan(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  return (
+    /Stream isn't writeable/.test(error.message) ||
+    /^(OOM|READONLY|BUSY|LOADING|MASTERDOWN|CLUSTERDOWN|NOREPLICAS)\b/.test(error.message)
+  );
 }
 
 const sleepUnref = (ms: number) =>
