@@ -252,7 +252,9 @@ async function startOnce(
     if (child.exitCode !== null || child.signalCode !== null) {
       await Promise.all([streamEnd(child.stdout), streamEnd(child.stderr)]);
       const message = `keyport ${command} exited (${child.exitCode ?? child.signalCode}) before it was ready\nstdout:\n${stdout}\nstderr:\n${stderr}`;
-      throw stderr.includes('EADDRINUSE') ? new PortTakenError(message) : new Error(message);
+      // Keyport names a taken port in words (KEYPORT_PORT: … is already in use), not by errno.
+      const portTaken = stderr.includes('EADDRINUSE') || /KEYPORT_PORT: \S+ is already in use/.test(stderr);
+      throw portTaken ? new PortTakenError(message) : new Error(message);
     }
     if (stdout.includes(running)) {
       try {
