@@ -24,6 +24,7 @@ import {
   loginThrottle,
   organizationMembers,
   organizations,
+  type ProjectRow,
   recoveryCodes,
   type SessionRow,
   sessions,
@@ -32,6 +33,7 @@ import {
 } from '../store/schema.ts';
 import { DEFAULT_BOOTSTRAP } from './bootstrap-defaults.ts';
 import { decoyHash, hashPassword, passwordProblem, verifyPassword } from './passwords.ts';
+import { auditProjectCreated } from './project-service.ts';
 import type { SecretBox } from './secret-box.ts';
 import { enrolment, hashRecoveryCode, newRecoveryCodes, newTotpSecret, verifyTotp } from './totp.ts';
 
@@ -774,7 +776,7 @@ export class AccountService {
     tx: DbOrTx,
     organizationId: string,
     ownerId: string,
-    project: { id: string; name: string },
+    project: ProjectRow,
     actor: Actor,
   ): Promise<void> {
     await recordAudit(tx, {
@@ -784,14 +786,7 @@ export class AccountService {
       resourceId: ownerId,
       details: { id: ownerId, data: { role: 'owner' } },
     });
-    await recordAudit(tx, {
-      organizationId,
-      projectId: project.id,
-      type: 'project.created',
-      actor,
-      resourceId: project.id,
-      details: { id: project.id, data: { name: project.name, title: project.name } },
-    });
+    await auditProjectCreated(tx, project, actor);
   }
 
   // ---- helpers ---------------------------------------------------------------------------------------

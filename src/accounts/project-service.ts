@@ -5,7 +5,7 @@ import { badRequest, notFound } from '../core/errors.ts';
 import { recordAudit } from '../guard/audit-log.ts';
 import type { KeyChangeNotifier } from '../keys/key-change-notifier.ts';
 import { validateName } from '../keys/key-service.ts';
-import type { Db } from '../store/database.ts';
+import type { Db, DbOrTx } from '../store/database.ts';
 import type { Page, PageRequest } from '../store/repositories/pagination.ts';
 import { findProject, insertProject, listProjects, updateProject } from '../store/repositories/projects.ts';
 import type { ProjectRow } from '../store/schema.ts';
@@ -35,22 +35,7 @@ export class ProjectService {
     };
     return this.db.transaction(async (tx) => {
       const project = await insertProject(tx, values);
-      await recordAudit(tx, {
-        organizationId,
-        projectId: project.id,
-        type: 'project.created',
-        actor,
-        resourceId: project.id,
-        details: {
-          id: project.id,
-          data: {
-            name: project.name,
-            title: project.name,
-            ...(project.externalKeyId ? { external_key_id: project.externalKeyId } : {}),
-            ...(project.allowedIps.length > 0 ? { allowed_ips: project.allowedIps } : {}),
-          },
-        },
-      });
+      await auditProjectCreated(tx, project, actor);
       return project;
     });
   }
@@ -130,4 +115,24 @@ function cidrs(list: string[]): string[] {
   } catch (error) {
     throw badRequest(`Invalid allowed_ips: ${(error as Error).message}.`, 'allowed_ips');
   }
+}
+
+/** `project.created` in the audit log, in the transaction that made the project. */
+export async function auditProjectCreated(tx: DbOrTx, project: ProjectRow, actor: Actor): Promise<void> {
+  await recordAudit(tx, {
+    organizationId: project.organizationId,
+    projectId: project.id,
+    type: 'project.created',
+    actor,
+    resourceId: project.id,
+    details: {
+      id: project.id,
+      data: {
+        name: project.name,
+        title: project.name,
+        ...(project.externalKeyId ? { external_key_id: project.externalKeyId } : {}),
+        ...(project.allowedIps.length > 0 ? { allowed_ips: project.allowedIps } : {}),
+      },
+    },
+  });
 }
