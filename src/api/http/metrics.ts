@@ -44,14 +44,16 @@ export function metricsRegistry(services: Services): Registry {
       this.set({ backend: limiter.name }, 1);
     },
   });
-  new Gauge({
-    name: 'keyport_limiter_redis_degraded',
-    help: '1 while Redis is unreachable and limits are enforced per instance',
-    registers,
-    collect() {
-      this.set(redis?.degraded ? 1 : 0);
-    },
-  });
+  // Keyport's own counts, read at scrape time: a counter is set by resetting and adding.
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read());
+      },
+    });
   const total = (name: string, help: string, read: () => number) =>
     new Counter({
       name,
@@ -62,6 +64,11 @@ export function metricsRegistry(services: Services): Registry {
         this.inc(read());
       },
     });
+  gauge(
+    'keyport_limiter_redis_degraded',
+    '1 while Redis is unreachable and limits are enforced per instance',
+    () => (redis?.degraded ? 1 : 0),
+  );
   total(
     'keyport_limiter_redis_outages_total',
     'Times Redis became unreachable (each outage counted once)',
@@ -79,14 +86,11 @@ export function metricsRegistry(services: Services): Registry {
   );
 
   const recorder = services.usage instanceof DatabaseUsageRecorder ? services.usage : undefined;
-  new Gauge({
-    name: 'keyport_usage_pending_events',
-    help: 'Usage events recorded and not written to the database yet',
-    registers,
-    collect() {
-      this.set(recorder?.pending ?? 0);
-    },
-  });
+  gauge(
+    'keyport_usage_pending_events',
+    'Usage events recorded and not written to the database yet',
+    () => recorder?.pending ?? 0,
+  );
   total(
     'keyport_usage_rejected_events_total',
     'Usage events the database refused to store (logged with their row, and dropped)',
