@@ -5,7 +5,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import type { AdmitResult, ConcurrencySlot, CounterAdd, Limiter, RateBucket } from './limiter.ts';
+import type {
+  AdmitRequest,
+  AdmitResult,
+  ConcurrencySlot,
+  CounterAdd,
+  Limiter,
+  RateBucket,
+} from './limiter.ts';
 
 export interface LimiterHarness {
   limiter: Limiter;
@@ -30,6 +37,15 @@ export const bucket = (
 ): RateBucket => ({ key, unit, limit, periodMs });
 
 export const slot = (key: string, limit: number): ConcurrencySlot => ({ key, limit });
+
+/** An admission of nothing but what `overrides` gives, under a lease id of its own. */
+export const admitRequest = (overrides: Partial<AdmitRequest>): AdmitRequest => ({
+  buckets: [],
+  slots: [],
+  tokens: 0,
+  leaseId: randomUUID(),
+  ...overrides,
+});
 
 export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
   let h: LimiterHarness;

@@ -4,21 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { deleteRedisKeys, REDIS_URL, randomRedisPrefix } from '../../test/helpers/redis.ts';
-import { bucket, slot } from './limiter.test-suite.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { REDIS_URL, randomRedisPrefix, redisLimiterFixture } from '../../test/helpers/redis.ts';
+import { bucket, admitRequest as request, slot } from './limiter.test-suite.ts';
 import type { AdmitRequest, AdmitResult, RateBucket } from './limiter.ts';
 import { GRANT_SHARE, grantCap, LocalGrants } from './redis-grants.ts';
-import { RedisLimiter, type RedisLimiterOptions } from './redis-limiter.ts';
-
-const request = (overrides: Partial<AdmitRequest>): AdmitRequest => ({
-  buckets: [],
-  slots: [],
-  tokens: 0,
-  leaseId: randomBytes(8).toString('hex'),
-  ...overrides,
-});
+import { RedisLimiter } from './redis-limiter.ts';
 
 /** A period so long that nothing refills while a test runs: one unit per second at most. */
 const LONG = 1_000_000_000;
@@ -271,31 +262,15 @@ describe('LocalGrants: credits beyond what a grant aims to hold', () => {
 });
 
 describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
-  let admin: Redis;
-  const cleanups: (() => Promise<void>)[] = [];
-  beforeAll(() => {
-    admin = new Redis(REDIS_URL!);
-  });
-  afterAll(async () => {
-    await admin.quit();
-  });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  async function open(prefix: string, options: Partial<RedisLimiterOptions> = {}): Promise<RedisLimiter> {
-    const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix, ...options });
-    cleanups.push(async () => {
-      await limiter.close();
-      await deleteRedisKeys(admin, prefix);
-    });
-    expect(await limiter.ready(5000)).toBe(true);
-    return limiter;
-  }
+  const redis = redisLimiterFixture();
+  const open = redis.open;
 
   /** Units charged to a bucket in Redis now, as Redis's own TAT and clock say. */
   async function chargedInRedis(prefix: string, b: RateBucket): Promise<number> {
-    const [tat, [seconds, micros]] = await Promise.all([admin.get(`${prefix}rl:${b.key}`), admin.time()]);
+    const [tat, [seconds, micros]] = await Promise.all([
+      redis.admin.get(`${prefix}rl:${b.key}`),
+      redis.admin.time(),
+    ]);
     if (tat === null) return 0;
     const now = Number(seconds) * 1000 + Number(micros) / 1000;
     return Math.max(0, (Number(tat) - now) / (b.periodMs / b.limit));
@@ -404,12 +379,12 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     expect(held.length).toBeLessThanOrEqual(limit);
     expect(held.length).toBeGreaterThanOrEqual(limit - 2 * Math.floor(limit * GRANT_SHARE));
     expect(a.grantedAdmissions + b.grantedAdmissions).toBeGreaterThan(0);
-    expect(await admin.zcard(`${prefix}cc:cc`)).toBeLessThanOrEqual(limit);
+    expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBeLessThanOrEqual(limit);
     for (const { limiter, leaseId } of held) {
       await limiter.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
     }
     await sleep(300); // idle grants go back within two flush intervals
-    expect(await admin.zcard(`${prefix}cc:cc`)).toBe(0);
+    expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBe(0);
   });
   it('an ask ahead that times out and runs later gives back what it was granted', async () => {
     const prefix = randomRedisPrefix();
@@ -420,7 +395,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       if ((await limiter.admit(request({ buckets: [rpl] }))).allowed) admittedCount.n++;
     };
     await admit(); // exact: brings a grant of 4
-    await admin.client('PAUSE', 300, 'WRITE');
+    await redis.admin.client('PAUSE', 300, 'WRITE');
     // Spent locally; the third runs the grant low and asks ahead, which times out under the pause.
     for (let i = 0; i < 3; i++) await admit();
     await sleep(600); // the pause ends, the late ask runs, the limiter recovers
@@ -436,7 +411,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
   it('close waits for an admission in flight, and gives back what it was granted', async () => {
     const prefix = randomRedisPrefix();
     const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix });
-    cleanups.push(() => deleteRedisKeys(admin, prefix));
+    redis.cleanPrefix(prefix);
     expect(await limiter.ready(5000)).toBe(true);
     const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
     const s = slot('cc', 1000);
@@ -446,7 +421,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     expect(limiter.fallbackCalls).toBe(0); // answered by Redis, not locally after quit
     expect(await chargedInRedis(prefix, rpl)).toBeCloseTo(1, 0);
     // Only the request's own lease is left (it never settled); no granted member.
-    expect(await admin.zcard(`${prefix}cc:cc`)).toBe(1);
+    expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBe(1);
   });
   it('reads a budget counter from Redis’s last answer for a moment, then from Redis again', async () => {
     const prefix = randomRedisPrefix();
@@ -483,7 +458,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     const leased = request({ slots: [one] });
     expect((await limiter.admit(leased)).allowed).toBe(true);
 
-    await admin.client('PAUSE', 400, 'WRITE');
+    await redis.admin.client('PAUSE', 400, 'WRITE');
     // A call that times out: the limiter falls back and forgets its grants.
     await limiter.admit(request({ buckets: [bucket('small', 'requests', 10)] }));
     expect(limiter.degraded).toBe(true);
@@ -503,7 +478,9 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       leaseId: leased.leaseId,
     });
     await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 5000, interval: 20 });
-    await vi.waitFor(async () => expect(await admin.zcard(`${prefix}cc:one`)).toBe(0), { timeout: 2000 });
+    await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
+      timeout: 2000,
+    });
     expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
     await limiter.settle({
       buckets: [],
@@ -524,7 +501,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     const prefix = randomRedisPrefix();
     const limiter = await open(prefix, { commandTimeoutMs: 50, probeIntervalMs: 50, localGrants: false });
     const one = slot('one', 1);
-    await admin.client('PAUSE', 300, 'WRITE');
+    await redis.admin.client('PAUSE', 300, 'WRITE');
     const late = request({ slots: [one] });
     expect((await limiter.admit(late)).allowed).toBe(true); // timed out: admitted locally
     await limiter.settle({
@@ -536,14 +513,16 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     });
     await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 5000, interval: 20 });
     // Redis ran the admission late and took the lease; the limiter gave it back.
-    await vi.waitFor(async () => expect(await admin.zcard(`${prefix}cc:one`)).toBe(0), { timeout: 2000 });
+    await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
+      timeout: 2000,
+    });
     expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
   });
   it('a give-back Redis refuses with a script error is reported once, not sent again and again', async () => {
     const prefix = randomRedisPrefix();
     const errors: Error[] = [];
     const limiter = await open(prefix, { probeIntervalMs: 20, onError: (e) => errors.push(e) });
-    await admin.set(`${prefix}cc:broken`, 'not a sorted set');
+    await redis.admin.set(`${prefix}cc:broken`, 'not a sorted set');
     await limiter.settle({
       buckets: [],
       estimatedTokens: 0,
@@ -566,14 +545,14 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       commandTimeoutMs: 50,
       localGrants: false,
     });
-    cleanups.push(() => deleteRedisKeys(admin, prefix));
+    redis.cleanPrefix(prefix);
     expect(await limiter.ready(5000)).toBe(true);
     const one = slot('one', 1);
-    await admin.client('PAUSE', 120, 'WRITE');
+    await redis.admin.client('PAUSE', 120, 'WRITE');
     const answer = limiter.admit(request({ slots: [one] }));
     await sleep(10);
     await limiter.close(); // before the admission has timed out
     expect((await answer).allowed).toBe(true); // answered locally
-    expect(await admin.zcard(`${prefix}cc:one`)).toBe(0);
+    expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0);
   });
 });

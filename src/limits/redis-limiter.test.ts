@@ -1,57 +1,28 @@
 import type { ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep, setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { freePort } from '../../test/helpers/processes.ts';
 import {
   deleteRedisKeys,
   killRedisServer,
   REDIS_URL,
   randomRedisPrefix,
+  redisLimiterFixture,
   startRedisServer,
 } from '../../test/helpers/redis.ts';
-import { bucket, limiterSuite, slot } from './limiter.test-suite.ts';
-import type { AdmitRequest, AdmitResult } from './limiter.ts';
-import { RedisLimiter, type RedisLimiterOptions } from './redis-limiter.ts';
+import { bucket, limiterSuite, admitRequest as request, slot } from './limiter.test-suite.ts';
+import type { AdmitResult } from './limiter.ts';
+import { RedisLimiter } from './redis-limiter.ts';
 
 const url = REDIS_URL;
 const randomPrefix = randomRedisPrefix;
 const deleteKeys = deleteRedisKeys;
 const kill = killRedisServer;
 
-const request = (overrides: Partial<AdmitRequest>): AdmitRequest => ({
-  buckets: [],
-  slots: [],
-  tokens: 0,
-  leaseId: randomBytes(8).toString('hex'),
-  ...overrides,
-});
-
 describe.skipIf(!url)('RedisLimiter', () => {
-  let admin: Redis;
-  const cleanups: (() => Promise<void>)[] = [];
-
-  beforeAll(() => {
-    admin = new Redis(url!);
-  });
-  afterAll(async () => {
-    await admin.quit();
-  });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  /** A limiter on the shared test Redis under a prefix of its own, closed and cleaned after the test. */
-  async function open(prefix: string, options: Partial<RedisLimiterOptions> = {}): Promise<RedisLimiter> {
-    const limiter = new RedisLimiter({ url, keyPrefix: prefix, ...options });
-    cleanups.push(async () => {
-      await limiter.close();
-      await deleteKeys(admin, prefix);
-    });
-    expect(await limiter.ready(5000)).toBe(true);
-    return limiter;
-  }
+  const redis = redisLimiterFixture();
+  const open = redis.open;
 
   describe('shared limiter suite', () => {
     limiterSuite(async () => {
@@ -67,7 +38,7 @@ describe.skipIf(!url)('RedisLimiter', () => {
         close: async () => {
           expect(limiter.fallbacks).toBe(0); // every answer came from Redis
           await limiter.close();
-          await deleteKeys(admin, prefix);
+          await deleteKeys(redis.admin, prefix);
         },
       };
     });
@@ -116,10 +87,10 @@ describe.skipIf(!url)('RedisLimiter', () => {
     expect((await limiter.admit(request({ buckets: [short], slots: [s], leaseId: 'l1' }))).allowed).toBe(
       true,
     );
-    const ttl = await admin.pttl(`${prefix}rl:short`);
+    const ttl = await redis.admin.pttl(`${prefix}rl:short`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(30); // one interval: 300 ms / 10
-    expect(await admin.pttl(`${prefix}cc:s`)).toBeGreaterThan(4000);
+    expect(await redis.admin.pttl(`${prefix}cc:s`)).toBeGreaterThan(4000);
     await limiter.settle({
       buckets: [short],
       estimatedTokens: 0,
@@ -127,9 +98,9 @@ describe.skipIf(!url)('RedisLimiter', () => {
       slots: [s],
       leaseId: 'l1',
     });
-    expect(await admin.exists(`${prefix}cc:s`)).toBe(0);
+    expect(await redis.admin.exists(`${prefix}cc:s`)).toBe(0);
     await sleep(60);
-    expect(await admin.exists(`${prefix}rl:short`)).toBe(0);
+    expect(await redis.admin.exists(`${prefix}rl:short`)).toBe(0);
   });
 
   it('renews the leases of a live instance; those of a crashed one expire', async () => {
@@ -164,7 +135,7 @@ describe.skipIf(!url)('RedisLimiter', () => {
     const prefix = randomPrefix();
     const onError = vi.fn();
     const limiter = await open(prefix, { onError });
-    await admin.set(`${prefix}cc:broken`, 'not a sorted set');
+    await redis.admin.set(`${prefix}cc:broken`, 'not a sorted set');
     const settled = limiter.settle({
       buckets: [],
       estimatedTokens: 0,
@@ -189,7 +160,7 @@ describe.skipIf(!url)('RedisLimiter', () => {
       server = await startRedisServer(port);
       const direct = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
       direct.on('error', () => {});
-      cleanups.push(async () => direct.disconnect());
+      redis.afterTest(async () => direct.disconnect());
       const onFallback = vi.fn();
       let recovered: () => void = () => {};
       const onRecover = vi.fn(() => recovered());
@@ -202,7 +173,7 @@ describe.skipIf(!url)('RedisLimiter', () => {
         onFallback,
         onRecover,
       });
-      cleanups.push(() => limiter.close());
+      redis.afterTest(() => limiter.close());
       expect(await limiter.ready(5000)).toBe(true);
       const rph = bucket('rph', 'requests', 3, 3_600_000);
       expect((await limiter.admit(request({ buckets: [rph] }))).allowed).toBe(true);
@@ -280,10 +251,10 @@ describe.skipIf(!url)('RedisLimiter', () => {
         onFallback,
         onRecover,
       });
-      cleanups.push(() => limiter.close());
+      redis.afterTest(() => limiter.close());
       expect(await limiter.ready(5000)).toBe(true);
       const pauser = new Redis(port, '127.0.0.1');
-      cleanups.push(async () => pauser.disconnect());
+      redis.afterTest(async () => pauser.disconnect());
       await pauser.call('CLIENT', 'PAUSE', '800', 'ALL');
       const rpm = bucket('rpm', 'requests', 10);
       const result = await limiter.admit(request({ buckets: [rpm] }));
@@ -306,7 +277,7 @@ describe.skipIf(!url)('RedisLimiter', () => {
         onFallback,
         maxReconnectDelayMs: 100,
       });
-      cleanups.push(() => limiter.close());
+      redis.afterTest(() => limiter.close());
       expect(await limiter.ready(300)).toBe(false);
       const rpm = bucket('rpm', 'requests', 1);
       expect((await limiter.admit(request({ buckets: [rpm] }))).allowed).toBe(true);

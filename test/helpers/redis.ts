@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { RedisLimiter, type RedisLimiterOptions } from '../../src/limits/redis-limiter.ts';
 
 export const REDIS_URL = process.env.KEYPORT_TEST_REDIS_URL;
 
@@ -51,4 +53,47 @@ export async function killRedisServer(child: ChildProcess): Promise<void> {
   const exited = once(child, 'exit');
   child.kill('SIGKILL');
   await exited;
+}
+
+/**
+ * Redis limiters for a suite on the shared test Redis: each under a prefix of its own, closed and
+ * its keys deleted after each test; `admin` reads Redis directly. Call inside the describe.
+ */
+export function redisLimiterFixture() {
+  let admin: Redis | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
+  beforeAll(() => {
+    admin = new Redis(REDIS_URL!);
+  });
+  afterAll(async () => {
+    await admin?.quit();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  const fixture = {
+    get admin(): Redis {
+      if (!admin) throw new Error('the Redis fixture is used outside its describe');
+      return admin;
+    },
+    /** Runs after the current test, before the limiters opened earlier are closed. */
+    afterTest(cleanup: () => Promise<void>): void {
+      cleanups.push(cleanup);
+    },
+    /** Deletes the prefix's keys after the current test (for a limiter the test closes itself). */
+    cleanPrefix(prefix: string): void {
+      cleanups.push(() => deleteRedisKeys(fixture.admin, prefix));
+    },
+    /** A ready limiter under `prefix`, closed and cleaned after the test. */
+    async open(prefix: string, options: Partial<RedisLimiterOptions> = {}): Promise<RedisLimiter> {
+      const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix, ...options });
+      cleanups.push(async () => {
+        await limiter.close();
+        await deleteRedisKeys(fixture.admin, prefix);
+      });
+      expect(await limiter.ready(5000)).toBe(true);
+      return limiter;
+    },
+  };
+  return fixture;
 }
