@@ -7,12 +7,46 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
 import { REDIS_URL, randomRedisPrefix, redisLimiterFixture } from '../../test/helpers/redis.ts';
 import { bucket, admitRequest as request, slot } from './limiter.test-suite.ts';
-import type { AdmitRequest, AdmitResult, RateBucket } from './limiter.ts';
+import type { AdmitRequest, AdmitResult, ConcurrencySlot, RateBucket } from './limiter.ts';
 import { GRANT_SHARE, grantCap, LocalGrants } from './redis-grants.ts';
 import { RedisLimiter } from './redis-limiter.ts';
 
 /** A period so long that nothing refills while a test runs: one unit per second at most. */
 const LONG = 1_000_000_000;
+
+/** Redis's answer granting `units` to a request's one bucket (its TAT and clock at 0). */
+const unitsGranted = (units: number) => ({
+  tats: [0],
+  redisNow: 0,
+  grantedUnits: [units],
+  grantedMembers: [],
+});
+/** Redis's answer granting `members` to a request's one slot. */
+const membersGranted = (members: string[]) => ({
+  tats: [],
+  redisNow: 0,
+  grantedUnits: [],
+  grantedMembers: [members],
+});
+
+/** A request that used `actual` tokens of `estimated` ends: what Redis must still do. */
+const settleTokens = (
+  grants: LocalGrants,
+  b: RateBucket,
+  leaseId: string,
+  estimated: number,
+  actual: number,
+) => grants.settle({ buckets: [b], estimatedTokens: estimated, actualTokens: actual, slots: [], leaseId });
+/** A request holding `slots` (and no tokens) ends. */
+const settleSlots = (grants: LocalGrants, slots: ConcurrencySlot[], leaseId: string) =>
+  grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots, leaseId });
+
+/** A first request to `bucket`, admitted by Redis with `units` granted beside it. */
+function grantUnits(grants: LocalGrants, b: RateBucket, units: number, tokens = 0): AdmitRequest {
+  const first = request({ buckets: [b], tokens });
+  grants.granted(first, grants.reserve(first), unitsGranted(units));
+  return first;
+}
 
 describe('LocalGrants (bookkeeping)', () => {
   it('grants only limits whose share holds several requests’ cost', () => {
@@ -33,7 +67,7 @@ describe('LocalGrants (bookkeeping)', () => {
     expect(plan.want).toEqual([4]);
     // The rest of the burst, while the first ask is out, asks nothing more.
     expect(grants.reserve(request({ buckets: [rpm] })).want).toEqual([0]);
-    grants.granted(first, plan, { tats: [0], redisNow: 0, grantedUnits: [4], grantedMembers: [] });
+    grants.granted(first, plan, unitsGranted(4));
     for (let i = 0; i < 4; i++) expect(grants.tryAdmit(request({ buckets: [rpm] }))).toBeDefined();
     expect(grants.tryAdmit(request({ buckets: [rpm] }))).toBeUndefined(); // spent: Redis again
     expect(grants.localAdmissions).toBe(4);
@@ -41,7 +75,7 @@ describe('LocalGrants (bookkeeping)', () => {
     const second = request({ buckets: [rpm] });
     const refill = grants.reserve(second);
     expect(refill.want[0]).toBe(8); // asked again within the grow window: the grant doubles
-    grants.granted(second, refill, { tats: [0], redisNow: 0, grantedUnits: [8], grantedMembers: [] });
+    grants.granted(second, refill, unitsGranted(8));
     grants.tryAdmit(request({ buckets: [rpm] }));
     now += 250;
     expect(grants.flush().buckets).toEqual([]); // used since the last flush: kept
@@ -55,19 +89,11 @@ describe('LocalGrants (bookkeeping)', () => {
     const tpm = bucket('tpm', 'tokens', 6_400_000);
     const first = request({ buckets: [tpm], tokens: 1000 });
     const plan = grants.reserve(first);
-    grants.granted(first, plan, { tats: [0], redisNow: 0, grantedUnits: [4000], grantedMembers: [] });
+    grants.granted(first, plan, unitsGranted(4000));
     const lent = request({ buckets: [tpm], tokens: 1000 });
     expect(grants.tryAdmit(lent)).toBeDefined();
     // Used 6,000 of 1,000 estimated: 5,000 more from a grant holding 3,000.
-    expect(
-      grants.settle({
-        buckets: [tpm],
-        estimatedTokens: 1000,
-        actualTokens: 6000,
-        slots: [],
-        leaseId: lent.leaseId,
-      }).buckets,
-    ).toEqual([]);
+    expect(settleTokens(grants, tpm, lent.leaseId, 1000, 6000).buckets).toEqual([]);
     expect(grants.flush().buckets).toEqual([{ bucket: tpm, diff: 2000 }]);
   });
 
@@ -78,23 +104,12 @@ describe('LocalGrants (bookkeeping)', () => {
     const plan = grants.reserve(first);
     expect(plan.lent).toEqual([undefined]);
     expect(plan.wantSlots).toEqual([4]);
-    grants.granted(first, plan, {
-      tats: [],
-      redisNow: 0,
-      grantedUnits: [],
-      grantedMembers: [['m1', 'm2', 'm3', 'm4']],
-    });
+    grants.granted(first, plan, membersGranted(['m1', 'm2', 'm3', 'm4']));
     const lent = request({ slots: [s] });
     expect(grants.tryAdmit(lent)).toEqual([]);
     expect([...grants.heldMembers()]).toHaveLength(4); // renewed while held or lent
-    expect(
-      grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId: lent.leaseId })
-        .slots,
-    ).toEqual([]);
-    expect(
-      grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId: first.leaseId })
-        .slots,
-    ).toEqual([s]);
+    expect(settleSlots(grants, [s], lent.leaseId).slots).toEqual([]);
+    expect(settleSlots(grants, [s], first.leaseId).slots).toEqual([s]);
     expect(
       grants
         .takeAll()
@@ -109,16 +124,9 @@ describe('LocalGrants when Redis goes away (dropped grants)', () => {
   const grantSlots = (grants: LocalGrants) => {
     const first = request({ slots: [s] });
     const plan = grants.reserve(first);
-    grants.granted(first, plan, {
-      tats: [],
-      redisNow: 0,
-      grantedUnits: [],
-      grantedMembers: [['m1', 'm2', 'm3', 'm4']],
-    });
+    grants.granted(first, plan, membersGranted(['m1', 'm2', 'm3', 'm4']));
     return first;
   };
-  const settleSlot = (grants: LocalGrants, leaseId: string) =>
-    grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
 
   it('members lent to requests in flight stay lent and renewed, and are released in Redis when they end', () => {
     const grants = new LocalGrants(() => 0);
@@ -130,11 +138,11 @@ describe('LocalGrants when Redis goes away (dropped grants)', () => {
     expect([...grants.heldMembers()]).toEqual([['s', 'm4']]);
     // A new grant under the same key is not the one that lent it: Redis releases the member.
     const next = grantSlots(grants);
-    const rest = settleSlot(grants, inFlight.leaseId);
+    const rest = settleSlots(grants, [s], inFlight.leaseId);
     expect(rest.released).toEqual([{ key: 's', member: 'm4' }]);
     expect(rest.slots).toEqual([]);
     // The new grant's own count is untouched, so it can still be flushed once idle.
-    expect(settleSlot(grants, next.leaseId).slots).toEqual([s]);
+    expect(settleSlots(grants, [s], next.leaseId).slots).toEqual([s]);
     // What the dropped grant held goes back at the next flush; the new one once idle.
     expect(grants.flush().members.map((m) => m.member)).toEqual(['m1', 'm2', 'm3']);
     expect(
@@ -149,22 +157,10 @@ describe('LocalGrants when Redis goes away (dropped grants)', () => {
   it('what dropped grants held, debts included, goes back at the next flush', () => {
     const grants = new LocalGrants(() => 0);
     const tpm = bucket('tpm', 'tokens', 6_400_000);
-    const first = request({ buckets: [tpm], tokens: 1000 });
-    grants.granted(first, grants.reserve(first), {
-      tats: [0],
-      redisNow: 0,
-      grantedUnits: [4000],
-      grantedMembers: [],
-    });
+    grantUnits(grants, tpm, 4000, 1000);
     const long = request({ buckets: [tpm], tokens: 1000 });
     grants.tryAdmit(long);
-    grants.settle({
-      buckets: [tpm],
-      estimatedTokens: 1000,
-      actualTokens: 9000,
-      slots: [],
-      leaseId: long.leaseId,
-    });
+    settleTokens(grants, tpm, long.leaseId, 1000, 9000);
     grants.drop(); // holding 3,000 − 8,000: a debt of 5,000
     expect(grants.flush().buckets).toEqual([{ bucket: tpm, diff: 5000 }]);
   });
@@ -172,13 +168,7 @@ describe('LocalGrants when Redis goes away (dropped grants)', () => {
   it('a refusal after its grant was dropped gives what it reserved back to Redis', () => {
     const grants = new LocalGrants(() => 0);
     const tpm = bucket('tpm', 'tokens', 6_400_000);
-    const first = request({ buckets: [tpm], tokens: 1000 });
-    grants.granted(first, grants.reserve(first), {
-      tats: [0],
-      redisNow: 0,
-      grantedUnits: [1500],
-      grantedMembers: [],
-    });
+    grantUnits(grants, tpm, 1500, 1000);
     const second = request({ buckets: [tpm], tokens: 2000 });
     const plan = grants.reserve(second); // takes the 1,500 held, Redis to admit the other 500
     expect(plan.use).toEqual([1500]);
@@ -192,13 +182,7 @@ describe('LocalGrants: a request of no tokens', () => {
   it('is not admitted from a grant holding nothing: Redis decides (the bucket may be overdrawn)', () => {
     const grants = new LocalGrants(() => 0);
     const tpm = bucket('tpm', 'tokens', 6_400_000);
-    const first = request({ buckets: [tpm], tokens: 1000 });
-    grants.granted(first, grants.reserve(first), {
-      tats: [0],
-      redisNow: 0,
-      grantedUnits: [1000],
-      grantedMembers: [],
-    });
+    grantUnits(grants, tpm, 1000, 1000);
     expect(grants.tryAdmit(request({ buckets: [tpm], tokens: 0 }))).toBeDefined(); // units held: fine
     const spent = request({ buckets: [tpm], tokens: 1000 });
     expect(grants.tryAdmit(spent)).toBeDefined();
@@ -212,13 +196,7 @@ describe('LocalGrants: units unspent when Redis went away', () => {
   it('are not given back (Redis may have come back empty), but debts and members are', () => {
     const grants = new LocalGrants(() => 0);
     const rpm = bucket('rpm', 'requests', 64_000);
-    const first = request({ buckets: [rpm] });
-    grants.granted(first, grants.reserve(first), {
-      tats: [0],
-      redisNow: 0,
-      grantedUnits: [4],
-      grantedMembers: [],
-    });
+    grantUnits(grants, rpm, 4);
     grants.drop();
     expect(grants.flush()).toEqual({ buckets: [], members: [] });
   });
@@ -233,7 +211,7 @@ describe('LocalGrants: credits beyond what a grant aims to hold', () => {
     for (const units of [800, 1000]) {
       const r = request({ buckets: [tpm], tokens: 200 });
       const plan = grants.reserve(r);
-      grants.granted(r, plan, { tats: [0], redisNow: 0, grantedUnits: [units], grantedMembers: [] });
+      grants.granted(r, plan, unitsGranted(units));
       inFlight.push(r);
       for (;;) {
         const local = request({ buckets: [tpm], tokens: 200 });
@@ -244,13 +222,7 @@ describe('LocalGrants: credits beyond what a grant aims to hold', () => {
     expect(inFlight).toHaveLength(11);
     // All of them used 10 tokens: 190 each of credit, 2,090 in all, into a grant aiming at 1,000.
     for (const r of inFlight) {
-      grants.settle({
-        buckets: [tpm],
-        estimatedTokens: 200,
-        actualTokens: 10,
-        slots: [],
-        leaseId: r.leaseId,
-      });
+      settleTokens(grants, tpm, r.leaseId, 200, 10);
     }
     const [back] = grants.flush().buckets;
     // Held from then on: the grant's size, not most of the limit.
