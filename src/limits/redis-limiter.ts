@@ -504,26 +504,9 @@ export class RedisLimiter implements Limiter {
    * and takes the grants the plan asks for.
    */
   private async admitInRedis(request: AdmitRequest, plan: GrantPlan | undefined): Promise<AdmitResult> {
-    const { buckets, slots, tokens, leaseId } = request;
+    const { slots, leaseId } = request;
     const memberPrefix = `${this.instanceId}:${++this.calls}:`;
-    const args: Arg[] = [buckets.length + slots.length];
-    for (const bucket of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
-    for (const slot of slots) args.push(`${this.prefix}cc:${slot.key}`);
-    args.push(buckets.length, leaseId, this.leaseTtlMs, memberPrefix);
-    for (let i = 0; i < buckets.length; i++) {
-      const bucket = buckets[i]!;
-      args.push(
-        bucket.limit,
-        bucket.periodMs,
-        costOf(bucket, tokens) - (plan?.use[i] ?? 0),
-        plan?.want[i] ?? 0,
-        (plan?.use[i] ?? 0) > 0 ? 1 : 0,
-      );
-    }
-    for (let j = 0; j < slots.length; j++) {
-      args.push(slots[j]!.limit, plan?.lent[j] === undefined ? 1 : 0, plan?.wantSlots[j] ?? 0);
-    }
-    const reply = this.scripts.keyportAdmit(...args);
+    const reply = this.scripts.keyportAdmit(...this.admitArgs(request, plan, memberPrefix, false));
     let decoded: DecodedAdmit;
     try {
       decoded = decodeAdmit(request, await this.answerWithin(reply), memberPrefix);
@@ -546,19 +529,39 @@ export class RedisLimiter implements Limiter {
     return decoded.result;
   }
 
-  /** Takes grants ahead of need, off the request's path (it was admitted from grants already). */
-  private askAhead(request: AdmitRequest, plan: GrantPlan): void {
-    const { buckets, slots } = request;
-    const memberPrefix = `${this.instanceId}:${++this.calls}:`;
+  /**
+   * The ADMIT script's keys and arguments: what grants do not cover of the request's cost and
+   * leases, and what the plan asks ahead; an ask only (`askOnly`) charges and leases nothing.
+   */
+  private admitArgs(
+    request: AdmitRequest,
+    plan: GrantPlan | undefined,
+    memberPrefix: string,
+    askOnly: boolean,
+  ): Arg[] {
+    const { buckets, slots, tokens } = request;
     const args: Arg[] = [buckets.length + slots.length];
     for (const bucket of buckets) args.push(`${this.prefix}rl:${bucket.key}`);
     for (const slot of slots) args.push(`${this.prefix}cc:${slot.key}`);
-    args.push(buckets.length, '', this.leaseTtlMs, memberPrefix);
-    for (let i = 0; i < buckets.length; i++)
-      args.push(buckets[i]!.limit, buckets[i]!.periodMs, 0, plan.want[i]!, 1);
-    for (let j = 0; j < slots.length; j++) args.push(slots[j]!.limit, 0, plan.wantSlots[j]!);
+    args.push(buckets.length, askOnly ? '' : request.leaseId, this.leaseTtlMs, memberPrefix);
+    for (let i = 0; i < buckets.length; i++) {
+      const bucket = buckets[i]!;
+      const use = plan?.use[i] ?? 0;
+      const cost = askOnly ? 0 : costOf(bucket, tokens) - use;
+      args.push(bucket.limit, bucket.periodMs, cost, plan?.want[i] ?? 0, askOnly || use > 0 ? 1 : 0);
+    }
+    for (let j = 0; j < slots.length; j++) {
+      const take = askOnly || plan?.lent[j] !== undefined ? 0 : 1;
+      args.push(slots[j]!.limit, take, plan?.wantSlots[j] ?? 0);
+    }
+    return args;
+  }
+
+  /** Takes grants ahead of need, off the request's path (it was admitted from grants already). */
+  private askAhead(request: AdmitRequest, plan: GrantPlan): void {
+    const memberPrefix = `${this.instanceId}:${++this.calls}:`;
     const ask = { ...request, tokens: 0 };
-    const reply = this.scripts.keyportAdmit(...args);
+    const reply = this.scripts.keyportAdmit(...this.admitArgs(request, plan, memberPrefix, true));
     const asked = this.answerWithin(reply).then(
       (reply) => {
         if (this.grants === undefined) return;
