@@ -228,21 +228,21 @@ export class LimitsService {
   async setBudget(organizationId: string, input: BudgetInput, actor: Actor): Promise<BudgetRow> {
     const values = budgetValues(input);
     const row = await this.db.transaction(async (tx) => {
-      const { row, existing } = await this.#writeBudget(tx, organizationId, input, values);
+      const { row, created } = await this.#writeBudget(tx, organizationId, input, values);
       const projectId = await projectOfScope(tx, organizationId, input.scope);
       await recordAudit(tx, {
         organizationId,
         projectId,
         actor,
         resourceId: row.id,
-        ...(existing
+        ...(created
           ? {
-              type: 'budget.updated',
-              details: { id: row.id, changes_requested: requestedBudgetFields(input) },
-            }
-          : {
               type: 'budget.created',
               details: { id: row.id, data: budgetData(row, projectId) },
+            }
+          : {
+              type: 'budget.updated',
+              details: { id: row.id, changes_requested: requestedBudgetFields(input) },
             }),
       });
       return row;
@@ -252,15 +252,15 @@ export class LimitsService {
   }
 
   /**
-   * Upserts a budget (the caller audits it). Concurrent first writes of one budget may both see
-   * none existing: both then audit a creation, each with what it asked for.
+   * Upserts a budget (the caller audits it): `created` comes from the insert itself, so of two
+   * concurrent first writes one audits the creation and the other an update.
    */
   async #writeBudget(
     tx: DbOrTx,
     organizationId: string,
     input: BudgetInput,
     values: Partial<BudgetValues>,
-  ): Promise<{ row: BudgetRow; existing: BudgetRow | undefined }> {
+  ): Promise<{ row: BudgetRow; created: boolean }> {
     const existing = await findBudget(tx, organizationId, {
       scope: input.scope,
       metric: input.metric,
@@ -274,8 +274,7 @@ export class LimitsService {
         'hard_limit',
       );
     }
-    const row = await upsertBudget(tx, organizationId, input, values);
-    return { row, existing };
+    return upsertBudget(tx, organizationId, input, values);
   }
 
   async getBudget(organizationId: string, id: string): Promise<BudgetRow> {

@@ -301,6 +301,26 @@ describe.each(backends)('audit log: limits, budgets, billing and prices (%s)', (
     ).toEqual([]);
   });
 
+  it('concurrent first writes of one budget audit one creation; the others are updates', async () => {
+    const projectId = await newProject('Raced budget');
+    const writes = 20;
+    const entries = await entriesOf(() =>
+      Promise.all(
+        Array.from({ length: writes }, (_, i) =>
+          ok('POST', '/budgets', {
+            project_id: projectId,
+            metric: 'tokens',
+            period: 'month',
+            hard_limit: 1000 + i,
+          }),
+        ),
+      ),
+    );
+    const types = entries.filter((e) => e.type.startsWith('budget.')).map((e) => e.type);
+    expect(types.filter((type) => type === 'budget.created')).toHaveLength(1);
+    expect(types.filter((type) => type === 'budget.updated')).toHaveLength(writes - 1);
+  });
+
   it('a key budget belongs to the key’s project', async () => {
     const projectId = await newProject('Key budget');
     const key = await createProjectKey(t, projectId);

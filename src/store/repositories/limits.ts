@@ -1,5 +1,5 @@
 /** Rate limits, budgets and spend alerts: the settings the gateway enforces (src/limits). */
-import { and, asc, desc, eq, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, sql } from 'drizzle-orm';
 import { randomBase62 } from '../../core/base62.ts';
 import type { DbOrTx } from '../database.ts';
 import {
@@ -142,8 +142,8 @@ export async function upsertBudget(
   organizationId: string,
   key: { scope: ScopeRef; metric: BudgetRow['metric']; period: BudgetRow['period'] },
   values: Partial<BudgetValues>,
-): Promise<BudgetRow> {
-  const [row] = await db
+): Promise<{ row: BudgetRow; created: boolean }> {
+  const [returned] = await db
     .insert(budgets)
     .values({
       id: `budget_${randomBase62(24)}`,
@@ -158,8 +158,11 @@ export async function upsertBudget(
       target: [budgets.scopeType, budgets.scopeId, budgets.metric, budgets.period],
       set: { ...values, updatedAt: sql`now()` },
     })
-    .returning();
-  return row!;
+    // Whether this statement inserted the row, as the database decided it: a row it inserted has
+    // no deleting transaction yet. A look before the write would let two first writes both "create".
+    .returning({ ...getTableColumns(budgets), created: sql<boolean>`(xmax = 0)` });
+  const { created, ...row } = returned!;
+  return { row, created };
 }
 
 export async function deleteBudget(db: DbOrTx, organizationId: string, id: string): Promise<boolean> {
