@@ -7,7 +7,7 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { backends, openTestStore } from '../../test/helpers/stores.ts';
 import type { Db, Store } from '../store/database.ts';
 import { insertOrganization } from '../store/repositories/organizations.ts';
@@ -426,7 +426,18 @@ describe.each(backends)('metering on %s', (backend) => {
         );
         // Compaction reads the committed minutes (100) and waits to clear the mark the write holds.
         const compacting = compactRollups(store.db);
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        // Commit only once it waits on that lock (however long a busy machine takes to get there):
+        // committed before compaction read the mark, the write would not race it at all.
+        await vi.waitFor(
+          async () => {
+            const { rows } = await store.pool!.query<{ waiting: number }>(
+              `select count(*)::int as waiting from pg_stat_activity
+               where datname = current_database() and wait_event_type = 'Lock' and query ilike '%rollup_dirty%'`,
+            );
+            expect(rows[0]!.waiting).toBe(1);
+          },
+          { timeout: 10_000, interval: 20 },
+        );
         await other.query('commit');
         expect(await compacting).toBeGreaterThan(0);
       } finally {

@@ -389,7 +389,7 @@ describe('mock upstream: determinism and stream accounting', () => {
           if (++seen === 2) controller.abort();
         }
       })().catch(() => undefined);
-      await vi.waitFor(() => expect(slow.stats.streamsAborted).toBe(1));
+      await vi.waitFor(() => expect(slow.stats.streamsAborted).toBe(1), { timeout: 5000 });
       expect(slow.stats).toMatchObject({ requests: 2, streamsStarted: 2, streamsCompleted: 1 });
     } finally {
       await slow.close();

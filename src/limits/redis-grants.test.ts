@@ -2,10 +2,18 @@
  * Local grants: the bookkeeping alone with a fake clock, then the Redis limiter admitting from
  * grants against the real Redis, alone and with a second instance sharing the limits.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it, vi } from 'vitest';
-import { REDIS_URL, randomRedisPrefix, redisLimiterFixture } from '../../test/helpers/redis.ts';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { freePort } from '../../test/helpers/processes.ts';
+import {
+  killRedisServer,
+  REDIS_URL,
+  randomRedisPrefix,
+  redisLimiterFixture,
+  startRedisServer,
+} from '../../test/helpers/redis.ts';
 import { bucket, admitRequest as request, slot } from './limiter.test-suite.ts';
 import type { AdmitRequest, AdmitResult, ConcurrencySlot, RateBucket } from './limiter.ts';
 import { GRANT_SHARE, grantCap, LocalGrants } from './redis-grants.ts';
@@ -238,14 +246,11 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
   const open = redis.open;
 
   /** Units charged to a bucket in Redis now, as Redis's own TAT and clock say. */
-  async function chargedInRedis(prefix: string, b: RateBucket): Promise<number> {
-    const [tat, [seconds, micros]] = await Promise.all([
-      redis.admin.get(`${prefix}rl:${b.key}`),
-      redis.admin.time(),
-    ]);
+  async function chargedInRedis(prefix: string, b: RateBucket, admin = redis.admin): Promise<number> {
+    const [tat, [seconds, micros]] = await Promise.all([admin.get(`${prefix}rl:${b.key}`), admin.time()]);
     if (tat === null) return 0;
     const now = Number(seconds) * 1000 + Number(micros) / 1000;
-    return Math.max(0, (Number(tat) - now) / (b.periodMs / b.limit));
+    return Math.max(0, (Number.parseFloat(tat) - now) / (b.periodMs / b.limit)); // "TAT step"
   }
 
   const admitted = (results: AdmitResult[]) => results.filter((r) => r.allowed).length;
@@ -355,29 +360,11 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     for (const { limiter, leaseId } of held) {
       await limiter.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
     }
-    await sleep(300); // idle grants go back within two flush intervals
-    expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBe(0);
-  });
-  it('an ask ahead that times out and runs later gives back what it was granted', async () => {
-    const prefix = randomRedisPrefix();
-    const limiter = await open(prefix, { commandTimeoutMs: 50, probeIntervalMs: 50 });
-    const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
-    const admittedCount = { n: 0 };
-    const admit = async () => {
-      if ((await limiter.admit(request({ buckets: [rpl] }))).allowed) admittedCount.n++;
-    };
-    await admit(); // exact: brings a grant of 4
-    await redis.admin.client('PAUSE', 300, 'WRITE');
-    // Spent locally; the third runs the grant low and asks ahead, which times out under the pause.
-    for (let i = 0; i < 3; i++) await admit();
-    await sleep(600); // the pause ends, the late ask runs, the limiter recovers
-    expect(limiter.degraded).toBe(false);
-    await limiter.close();
-    const charged = await chargedInRedis(prefix, rpl);
-    expect(charged).toBeGreaterThanOrEqual(admittedCount.n - 1);
-    // What the first grant still held when the limiter fell back is not given back (Redis might
-    // have come back empty): at most its 4 units. The late ask's own grant (8 more) went back.
-    expect(charged).toBeLessThanOrEqual(admittedCount.n + 4 + 1e-6);
+    // Idle grants go back within two flush intervals (100 ms); a busy machine may take longer.
+    await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBe(0), {
+      timeout: 10_000,
+      interval: 20,
+    });
   });
 
   it('close waits for an admission in flight, and gives back what it was granted', async () => {
@@ -398,98 +385,34 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
   it('reads a budget counter from Redis’s last answer for a moment, then from Redis again', async () => {
     const prefix = randomRedisPrefix();
     const [a, b] = [await open(prefix), await open(prefix)];
-    const expiresAt = Date.now() + 60_000;
-    expect(await a.seedCounter('spend', 100, expiresAt)).toBe(true);
-    const first = a.readCounters(['spend']);
-    expect(first).toBeInstanceOf(Promise); // a seed is not an answer of the counter's value
-    expect(await first).toEqual([100]);
-    expect(a.readCounters(['spend'])).toEqual([100]); // answered at once, no round trip
-    expect(await b.addToCounters([{ key: 'spend', amount: 50, expiresAt }])).toEqual([150]);
-    expect(a.readCounters(['spend'])).toEqual([100]); // the other's spend of the last moment is not seen yet
-    expect(await a.addToCounters([{ key: 'spend', amount: 1, expiresAt }])).toEqual([151]);
-    expect(a.readCounters(['spend'])).toEqual([151]); // its own addition's answer brings it up to date
-    await sleep(300);
-    await b.addToCounters([{ key: 'spend', amount: 10, expiresAt }]);
-    const later = a.readCounters(['spend']);
-    expect(later).toBeInstanceOf(Promise);
-    expect(await later).toEqual([161]);
+    // The limiter times that moment by performance.now(): stopped here, so that the round trips
+    // below take no time of it however slow the machine, and moved on by hand past the moment.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const expiresAt = Date.now() + 60_000;
+      expect(await a.seedCounter('spend', 100, expiresAt)).toBe(true);
+      const first = a.readCounters(['spend']);
+      expect(first).toBeInstanceOf(Promise); // a seed is not an answer of the counter's value
+      expect(await first).toEqual([100]);
+      expect(a.readCounters(['spend'])).toEqual([100]); // answered at once, no round trip
+      expect(await b.addToCounters([{ key: 'spend', amount: 50, expiresAt }])).toEqual([150]);
+      expect(a.readCounters(['spend'])).toEqual([100]); // the other's spend of the last moment is not seen yet
+      expect(await a.addToCounters([{ key: 'spend', amount: 1, expiresAt }])).toEqual([151]);
+      expect(a.readCounters(['spend'])).toEqual([151]); // its own addition's answer brings it up to date
+      vi.advanceTimersByTime(300); // a moment is 250 ms
+      await b.addToCounters([{ key: 'spend', amount: 10, expiresAt }]);
+      const later = a.readCounters(['spend']);
+      expect(later).toBeInstanceOf(Promise);
+      expect(await later).toEqual([161]);
+    } finally {
+      vi.useRealTimers();
+    }
 
     const exact = await open(prefix, { localGrants: false });
     await exact.readCounters(['spend']);
     expect(exact.readCounters(['spend'])).toBeInstanceOf(Promise);
   });
-  it('what a request settles while Redis is away reaches it once it answers: debts charged, leases released', async () => {
-    const prefix = randomRedisPrefix();
-    const limiter = await open(prefix, { commandTimeoutMs: 50, probeIntervalMs: 50 });
-    const tpl = bucket('tpl', 'tokens', 6_400_000, LONG);
-    const one = slot('one', 1); // too small for grants: leased by Redis under the request's id
-    const first = request({ buckets: [tpl], tokens: 1000 });
-    expect((await limiter.admit(first)).allowed).toBe(true); // exact, brings a grant
-    const long = request({ buckets: [tpl], tokens: 1000 });
-    expect(limiter.admit(long)).toMatchObject({ allowed: true }); // from the grant, at once
-    const leased = request({ slots: [one] });
-    expect((await limiter.admit(leased)).allowed).toBe(true);
 
-    await redis.admin.client('PAUSE', 400, 'WRITE');
-    // A call that times out: the limiter falls back and forgets its grants.
-    await limiter.admit(request({ buckets: [bucket('small', 'requests', 10)] }));
-    expect(limiter.degraded).toBe(true);
-    // Both end while Redis is away: one used 50,000 tokens more than estimated, one held the slot.
-    await limiter.settle({
-      buckets: [tpl],
-      estimatedTokens: 1000,
-      actualTokens: 51_000,
-      slots: [],
-      leaseId: long.leaseId,
-    });
-    await limiter.settle({
-      buckets: [],
-      estimatedTokens: 0,
-      actualTokens: 0,
-      slots: [one],
-      leaseId: leased.leaseId,
-    });
-    await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 5000, interval: 20 });
-    await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
-      timeout: 2000,
-    });
-    expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
-    await limiter.settle({
-      buckets: [],
-      estimatedTokens: 0,
-      actualTokens: 0,
-      slots: [],
-      leaseId: first.leaseId,
-    });
-    await limiter.close();
-    // The first request's 1,000 and the long one's 51,000; the grant's unspent units were not
-    // given back after the outage (at most its first size, 4,000).
-    const charged = await chargedInRedis(prefix, tpl);
-    expect(charged).toBeGreaterThanOrEqual(52_000 - 1);
-    expect(charged).toBeLessThanOrEqual(52_000 + 4000 + 1e-6);
-  });
-
-  it('without local grants, a late admission’s lease is released when its reply comes', async () => {
-    const prefix = randomRedisPrefix();
-    const limiter = await open(prefix, { commandTimeoutMs: 50, probeIntervalMs: 50, localGrants: false });
-    const one = slot('one', 1);
-    await redis.admin.client('PAUSE', 300, 'WRITE');
-    const late = request({ slots: [one] });
-    expect((await limiter.admit(late)).allowed).toBe(true); // timed out: admitted locally
-    await limiter.settle({
-      buckets: [],
-      estimatedTokens: 0,
-      actualTokens: 0,
-      slots: [one],
-      leaseId: late.leaseId,
-    });
-    await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 5000, interval: 20 });
-    // Redis ran the admission late and took the lease; the limiter gave it back.
-    await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
-      timeout: 2000,
-    });
-    expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
-  });
   it('a give-back Redis refuses with a script error is reported once, not sent again and again', async () => {
     const prefix = randomRedisPrefix();
     const errors: Error[] = [];
@@ -502,33 +425,155 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       slots: [slot('broken', 1)],
       leaseId: 'l',
     });
-    await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 2000, interval: 10 });
+    await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 10 });
     await sleep(300); // fifteen probe intervals: a resend loop would fail again each time
     expect(errors).toHaveLength(1);
     expect(String(errors[0])).toMatch(/WRONGTYPE/);
     expect(limiter.fallbacks).toBe(1);
   });
 
-  it('close waits for an admission that times out, and releases the lease its late reply took', async () => {
-    const prefix = randomRedisPrefix();
-    const limiter = new RedisLimiter({
-      url: REDIS_URL!,
-      keyPrefix: prefix,
-      // Wide margins, so that a busy machine cannot change which path this takes: the pause
-      // outlasts the timeout by 100 ms (a timer firing later than that would let Redis answer),
-      // and the late reply comes 300 ms before close stops waiting for it.
-      commandTimeoutMs: 200,
-      localGrants: false,
+  /**
+   * `CLIENT PAUSE` stops every client of a server: on the shared test Redis it would time out the
+   * calls of whatever other suite runs meanwhile (they fall back to local limits, and their exact
+   * checks fail). These tests pause a redis-server of their own.
+   */
+  describe('while Redis pauses', () => {
+    let server: ChildProcess | undefined;
+    let port = 0;
+    beforeAll(async () => {
+      port = await freePort();
+      server = await startRedisServer(port);
     });
-    redis.cleanPrefix(prefix);
-    expect(await limiter.ready(5000)).toBe(true);
-    const one = slot('one', 1);
-    await redis.admin.client('PAUSE', 300, 'WRITE');
-    const answer = limiter.admit(request({ slots: [one] }));
-    await sleep(10);
-    await limiter.close(); // before the admission has timed out
-    expect((await answer).allowed).toBe(true);
-    expect(limiter.fallbackCalls).toBe(1); // answered locally, after the timeout
-    expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0);
+    afterAll(async () => {
+      if (server) await killRedisServer(server);
+    });
+    const redis = redisLimiterFixture(() => `redis://127.0.0.1:${port}`);
+    const open = redis.open;
+
+    // The limiters' command timeout is 200 ms, not less: Redis, slow for a moment on a busy
+    // machine, must not time out the calls made before the pause. A timer firing late by more than
+    // half the timeout gives Redis a second timeout (`answerWithin`), so a pause must outlast two
+    // timeouts and the lateness to be sure that a call made under it times out: 1000 ms leaves 600.
+    it('an ask ahead that times out and runs later gives back what it was granted', async () => {
+      const prefix = randomRedisPrefix();
+      const limiter = await open(prefix, { commandTimeoutMs: 200, probeIntervalMs: 50 });
+      const rpl = bucket('rpl', 'requests', 1_000_000, LONG);
+      const admittedCount = { n: 0 };
+      const admit = async () => {
+        if ((await limiter.admit(request({ buckets: [rpl] }))).allowed) admittedCount.n++;
+      };
+      await admit(); // exact: brings a grant of 4
+      expect(limiter.fallbacks).toBe(0);
+      await redis.admin.client('PAUSE', 1000, 'WRITE');
+      // Spent locally; the third runs the grant low and asks ahead, which times out under the pause.
+      for (let i = 0; i < 3; i++) await admit();
+      await vi.waitFor(() => expect(limiter.fallbacks).toBe(1), { timeout: 5000, interval: 10 });
+      // The pause ends, the late ask runs, the limiter recovers.
+      await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
+      await limiter.close();
+      const charged = await chargedInRedis(prefix, rpl, redis.admin);
+      expect(charged).toBeGreaterThanOrEqual(admittedCount.n - 1);
+      // What the first grant still held when the limiter fell back is not given back (Redis might
+      // have come back empty): at most its 4 units. The late ask's own grant (8 more) went back.
+      expect(charged).toBeLessThanOrEqual(admittedCount.n + 4 + 1e-6);
+    });
+
+    it('what a request settles while Redis is away reaches it once it answers: debts charged, leases released', async () => {
+      const prefix = randomRedisPrefix();
+      const limiter = await open(prefix, { commandTimeoutMs: 200, probeIntervalMs: 50 });
+      const tpl = bucket('tpl', 'tokens', 6_400_000, LONG);
+      const one = slot('one', 1); // too small for grants: leased by Redis under the request's id
+      const first = request({ buckets: [tpl], tokens: 1000 });
+      expect((await limiter.admit(first)).allowed).toBe(true); // exact, brings a grant
+      const long = request({ buckets: [tpl], tokens: 1000 });
+      expect(limiter.admit(long)).toMatchObject({ allowed: true }); // from the grant, at once
+      const leased = request({ slots: [one] });
+      expect((await limiter.admit(leased)).allowed).toBe(true);
+      expect(limiter.fallbacks).toBe(0); // all three by Redis or its grant
+
+      await redis.admin.client('PAUSE', 1000, 'WRITE');
+      // A call that times out: the limiter falls back and forgets its grants.
+      await limiter.admit(request({ buckets: [bucket('small', 'requests', 10)] }));
+      expect(limiter.degraded).toBe(true);
+      // Both end while Redis is away: one used 50,000 tokens more than estimated, one held the slot.
+      await limiter.settle({
+        buckets: [tpl],
+        estimatedTokens: 1000,
+        actualTokens: 51_000,
+        slots: [],
+        leaseId: long.leaseId,
+      });
+      await limiter.settle({
+        buckets: [],
+        estimatedTokens: 0,
+        actualTokens: 0,
+        slots: [one],
+        leaseId: leased.leaseId,
+      });
+      await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
+      await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
+        timeout: 10_000,
+      });
+      expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
+      await limiter.settle({
+        buckets: [],
+        estimatedTokens: 0,
+        actualTokens: 0,
+        slots: [],
+        leaseId: first.leaseId,
+      });
+      await limiter.close();
+      // The first request's 1,000 and the long one's 51,000; the grant's unspent units were not
+      // given back after the outage (at most its first size, 4,000).
+      const charged = await chargedInRedis(prefix, tpl, redis.admin);
+      expect(charged).toBeGreaterThanOrEqual(52_000 - 1);
+      expect(charged).toBeLessThanOrEqual(52_000 + 4000 + 1e-6);
+    });
+
+    it('without local grants, a late admission’s lease is released when its reply comes', async () => {
+      const prefix = randomRedisPrefix();
+      const limiter = await open(prefix, { commandTimeoutMs: 200, probeIntervalMs: 50, localGrants: false });
+      const one = slot('one', 1);
+      await redis.admin.client('PAUSE', 1000, 'WRITE');
+      const late = request({ slots: [one] });
+      expect((await limiter.admit(late)).allowed).toBe(true); // timed out: admitted locally
+      expect(limiter.fallbackCalls).toBe(1);
+      await limiter.settle({
+        buckets: [],
+        estimatedTokens: 0,
+        actualTokens: 0,
+        slots: [one],
+        leaseId: late.leaseId,
+      });
+      await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
+      // Redis ran the admission late and took the lease; the limiter gave it back.
+      await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
+        timeout: 10_000,
+      });
+      expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
+    });
+
+    it('close waits for an admission that times out, and releases the lease its late reply took', async () => {
+      const prefix = randomRedisPrefix();
+      const limiter = new RedisLimiter({
+        url: redis.url,
+        keyPrefix: prefix,
+        // Wide margins, so that a busy machine cannot change which path this takes: the pause
+        // outlasts the timeout by 100 ms (a timer firing later than that would let Redis answer),
+        // and the late reply comes 300 ms before close stops waiting for it.
+        commandTimeoutMs: 200,
+        localGrants: false,
+      });
+      redis.cleanPrefix(prefix);
+      expect(await limiter.ready(5000)).toBe(true);
+      const one = slot('one', 1);
+      await redis.admin.client('PAUSE', 300, 'WRITE');
+      const answer = limiter.admit(request({ slots: [one] }));
+      await sleep(10);
+      await limiter.close(); // before the admission has timed out
+      expect((await answer).allowed).toBe(true);
+      expect(limiter.fallbackCalls).toBe(1); // answered locally, after the timeout
+      expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0);
+    });
   });
 });

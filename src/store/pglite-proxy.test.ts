@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { openStore, type Store } from './database.ts';
 import { PGliteProxy } from './pglite-proxy.ts';
 
@@ -56,12 +56,15 @@ describe('the embedded database on its own thread', () => {
     const paused = new Promise<void>((resolve) => {
       resume = resolve;
     });
+    let begun = false;
     const stale = proxy.transaction(async (tx) => {
       await tx.query('insert into t values (1)');
+      begun = true;
       await paused; // meanwhile the thread dies and another caller starts a new one
       await tx.query('insert into t values (2)');
     });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Begun, and written to, on the old thread (however long a busy machine takes), then it dies.
+    await vi.waitFor(() => expect(begun).toBe(true), { timeout: 10_000, interval: 10 });
     await proxy.simulateCrash();
     expect(await count(store)).toBe(0);
     // A transaction of the new thread is open when the stale one tries to go on.

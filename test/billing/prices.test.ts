@@ -59,7 +59,8 @@ describe.each(backends)('prices (%s)', (backend) => {
     const client = gw.openai(key.secret);
     const newPrice = { input: 10, output: 30 };
     await chat(client);
-    const effectiveAt = Math.ceil(Date.now() / 1000) + 2;
+    // Far enough ahead for the price's creation and a request before it, even on a busy machine.
+    const effectiveAt = Math.ceil(Date.now() / 1000) + 4;
     const created = expectOk(await addPrice({ model: MODEL, ...newPrice, effective_at: effectiveAt }));
     expect(created).toMatchObject({
       object: 'organization.price',

@@ -172,7 +172,8 @@ describe.skipIf(!REDIS_URL)('limits shared through Redis', () => {
       headers: {
         authorization: `Bearer ${key.secret}`,
         'content-type': 'application/json',
-        'x-mock-delay-ms': '500',
+        // Held long enough for b's request (a cold key lookup on a busy machine) to meet it.
+        'x-mock-delay-ms': '3000',
       },
       body: chatBody,
     });

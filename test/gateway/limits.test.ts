@@ -314,7 +314,8 @@ describe('rate limits on the gateway', () => {
       TEST_ACTOR,
     );
     const seen = gw.mock.stats.requests;
-    const slow = () => post(key, chatBody(), { 'x-mock-delay-ms': '600' });
+    // Held long enough for the third request to meet both, even on a busy machine.
+    const slow = () => post(key, chatBody(), { 'x-mock-delay-ms': '2000' });
     const inFlight = [slow(), slow()];
     await waitFor(() => gw.mock.stats.requests >= seen + 2, { what: 'both slow requests upstream' });
     const refused = await post(key);

@@ -76,7 +76,7 @@ describe('streams in the log and the metrics', () => {
         gw.logs.filter((l) => l.includes(id) && l.includes('"msg":"request"')).map((l) => JSON.parse(l));
       const whole = await gw.request('POST', '/v1/chat/completions', { headers, body: chatBody(true) });
       const wholeId = String(whole.headers['x-request-id']);
-      await vi.waitFor(() => expect(lines(wholeId)).toHaveLength(1));
+      await vi.waitFor(() => expect(lines(wholeId)).toHaveLength(1), { timeout: 5000 });
       expect(lines(wholeId)[0]).toMatchObject({ status: 200, streamed: true });
 
       const abort = new AbortController();

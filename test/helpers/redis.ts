@@ -56,14 +56,15 @@ export async function killRedisServer(child: ChildProcess): Promise<void> {
 }
 
 /**
- * Redis limiters for a suite on the shared test Redis: each under a prefix of its own, closed and
- * its keys deleted after each test; `admin` reads Redis directly. Call inside the describe.
+ * Redis limiters for a suite on the shared test Redis (or on the one `url` names when the suite's
+ * hooks start: a server of the suite's own): each under a prefix of its own, closed and its keys
+ * deleted after each test; `admin` reads Redis directly. Call inside the describe.
  */
-export function redisLimiterFixture() {
+export function redisLimiterFixture(url: () => string = () => REDIS_URL!) {
   let admin: Redis | undefined;
   const cleanups: (() => Promise<void>)[] = [];
   beforeAll(() => {
-    admin = new Redis(REDIS_URL!);
+    admin = new Redis(url());
   });
   afterAll(async () => {
     await admin?.quit();
@@ -84,9 +85,13 @@ export function redisLimiterFixture() {
     cleanPrefix(prefix: string): void {
       cleanups.push(() => deleteRedisKeys(fixture.admin, prefix));
     },
+    /** The URL of the Redis this fixture's limiters use. */
+    get url(): string {
+      return url();
+    },
     /** A ready limiter under `prefix`, closed and cleaned after the test. */
     async open(prefix: string, options: Partial<RedisLimiterOptions> = {}): Promise<RedisLimiter> {
-      const limiter = new RedisLimiter({ url: REDIS_URL!, keyPrefix: prefix, ...options });
+      const limiter = new RedisLimiter({ url: url(), keyPrefix: prefix, ...options });
       cleanups.push(async () => {
         await limiter.close();
         await deleteRedisKeys(fixture.admin, prefix);
