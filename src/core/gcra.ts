@@ -29,6 +29,21 @@ export interface GcraDecision {
 
 const interval = (limit: GcraLimit) => limit.periodMs / limit.limit;
 
+/** Milliseconds one unit moves TAT by: a stored TAT is only meaningful with the step it was written with. */
+export const gcraStep = interval;
+
+/**
+ * A TAT written under another limit, as the current one reads it: the units still owed are kept,
+ * not the fraction of the limit. Raising a day's limit from 1 to 1000 after one request leaves 999,
+ * and lowering it does not forgive what was used. Without this, the old TAT read with the new
+ * step would make one request look like the whole new limit.
+ */
+export function rescaledTat(tat: number, writtenStep: number, limit: GcraLimit, now: number): number {
+  const step = interval(limit);
+  if (writtenStep === step || tat <= now) return tat;
+  return now + ((tat - now) / writtenStep) * step;
+}
+
 /**
  * Admits `cost` units at `now` if the limit allows. A cost above the whole limit can never fit:
  * refused with retryAfter = Infinity, so callers can say it exceeds the limit outright.

@@ -214,6 +214,28 @@ export function limiterSuite(makeHarness: () => Promise<LimiterHarness>): void {
     expect(recovered.allowed).toBe(true);
   });
 
+  it('a changed limit keeps the units used: raised, the rest is there; lowered, nothing is forgiven', async () => {
+    const DAY = 86_400_000;
+    const rpd = (limit: number) => bucket('rpd', 'requests', limit, DAY);
+    expect((await admit([rpd(1)])).allowed).toBe(true);
+    expect((await admit([rpd(1)])).allowed).toBe(false);
+    const raised = await admit([rpd(20)]);
+    expect(raised.allowed).toBe(true);
+    expect(raised.states[0]!.remaining).toBe(18); // 2 of 20 used, not all 20
+    for (let i = 0; i < 8; i++) expect((await admit([rpd(20)])).allowed).toBe(true); // 10 used
+    const lowered = await admit([rpd(12)]);
+    expect(lowered.allowed).toBe(true);
+    expect(lowered.states[0]!.remaining).toBe(1); // 11 of 12 used, not 11/20 of it
+    expect((await admit([rpd(12)])).allowed).toBe(true);
+    expect((await admit([rpd(12)])).allowed).toBe(false);
+
+    // A request admitted under one token limit and settled under another gives back its units.
+    const tpd = (limit: number) => bucket('tpd', 'tokens', limit, DAY);
+    expect((await admit([tpd(1000)], { tokens: 600 })).states[0]!.remaining).toBe(400);
+    await settle([tpd(2000)], 600, 100);
+    expect(await remainingOf(tpd(2000))).toBe(1900);
+  });
+
   it('an overdrawn token bucket refuses even a request of no tokens, until it is paid back', async () => {
     const period = h.shortPeriodMs;
     const tpp = bucket('tpp-zero', 'tokens', 100, period);

@@ -1,9 +1,10 @@
 /**
- * The in-process limiter (the default, and the Redis limiter's fallback): GCRA TATs in a Map,
+ * The in-process limiter (the default, and the Redis limiter's fallback): GCRA TATs in a Map
+ * (each with the step it was written under, so that a changed limit keeps the units used),
  * concurrency leases as Sets of lease ids, period counters with an expiry. Every method answers
  * synchronously; `admit` is on every request's path, so it allocates only what it returns.
  */
-import { gcraAdmit, gcraPeek, gcraReconcile } from '../core/gcra.ts';
+import { gcraAdmit, gcraPeek, gcraReconcile, gcraStep, rescaledTat } from '../core/gcra.ts';
 import type {
   AdmitRequest,
   AdmitResult,
@@ -26,6 +27,12 @@ interface Counter {
   expiresAt: number;
 }
 
+/** A bucket's TAT and the step (ms per unit) of the limit it was written under. */
+interface Tat {
+  tat: number;
+  step: number;
+}
+
 /** The bucket's cost for a request of `tokens` tokens. */
 export const costOf = (bucket: RateBucket, tokens: number) => (bucket.unit === 'tokens' ? tokens : 1);
 
@@ -36,7 +43,7 @@ export class MemoryLimiter implements Limiter {
   readonly name = 'memory' as const;
   private readonly now: () => number;
   private readonly sweepIntervalMs: number;
-  private readonly tats = new Map<string, number>();
+  private readonly tats = new Map<string, Tat>();
   private readonly leases = new Map<string, Set<string>>();
   private readonly counters = new Map<string, Counter>();
   private nextSweepAt = 0;
@@ -61,7 +68,7 @@ export class MemoryLimiter implements Limiter {
     let longestWait = -1;
     for (let i = 0; i < n; i++) {
       const bucket = buckets[i]!;
-      const decision = gcraAdmit(bucket, this.tats.get(bucket.key), now, costOf(bucket, tokens));
+      const decision = gcraAdmit(bucket, this.tatOf(bucket, now), now, costOf(bucket, tokens));
       pending[i] = decision.tat;
       states[i] = { bucket, remaining: decision.remaining, resetMs: decision.resetMs };
       if (!decision.allowed && decision.retryAfterMs > longestWait) {
@@ -82,7 +89,7 @@ export class MemoryLimiter implements Limiter {
         return { allowed: false, reason: 'concurrency', slot, inFlight, states };
       }
     }
-    for (let i = 0; i < n; i++) this.tats.set(buckets[i]!.key, pending[i]!);
+    for (let i = 0; i < n; i++) this.setTat(buckets[i]!, pending[i]!);
     for (let j = 0; j < slots.length; j++) {
       const key = slots[j]!.key;
       const held = this.leases.get(key);
@@ -99,8 +106,8 @@ export class MemoryLimiter implements Limiter {
       for (let i = 0; i < buckets.length; i++) {
         const bucket = buckets[i]!;
         if (bucket.unit !== 'tokens') continue;
-        const tat = gcraReconcile(bucket, this.tats.get(bucket.key), now, estimatedTokens, actualTokens);
-        if (tat > now) this.tats.set(bucket.key, tat);
+        const tat = gcraReconcile(bucket, this.tatOf(bucket, now), now, estimatedTokens, actualTokens);
+        if (tat > now) this.setTat(bucket, tat);
         else this.tats.delete(bucket.key); // full again: no state to keep
       }
     }
@@ -152,7 +159,7 @@ export class MemoryLimiter implements Limiter {
 
   /** Drops stale TATs and expired counters (also run by `admit` and `seedCounter` when due). */
   sweep(now = this.now()): void {
-    for (const [key, tat] of this.tats) if (tat <= now) this.tats.delete(key);
+    for (const [key, state] of this.tats) if (state.tat <= now) this.tats.delete(key);
     for (const [key, counter] of this.counters) if (counter.expiresAt <= now) this.counters.delete(key);
     this.nextSweepAt = now + this.sweepIntervalMs;
     this.sweepAtSize = Math.max(MIN_SWEEP_SIZE, 2 * (this.tats.size + this.counters.size));
@@ -162,9 +169,24 @@ export class MemoryLimiter implements Limiter {
   private uncharged(states: BucketState[], now: number): void {
     for (let i = 0; i < states.length; i++) {
       const state = states[i]!;
-      const peek = gcraPeek(state.bucket, this.tats.get(state.bucket.key), now);
+      const peek = gcraPeek(state.bucket, this.tatOf(state.bucket, now), now);
       state.remaining = peek.remaining;
       state.resetMs = peek.resetMs;
+    }
+  }
+
+  private tatOf(bucket: RateBucket, now: number): number | undefined {
+    const state = this.tats.get(bucket.key);
+    return state === undefined ? undefined : rescaledTat(state.tat, state.step, bucket, now);
+  }
+
+  /** Updated in place: a bucket's entry is allocated once, not on every request. */
+  private setTat(bucket: RateBucket, tat: number): void {
+    const state = this.tats.get(bucket.key);
+    if (state === undefined) this.tats.set(bucket.key, { tat, step: gcraStep(bucket) });
+    else {
+      state.tat = tat;
+      state.step = gcraStep(bucket);
     }
   }
 

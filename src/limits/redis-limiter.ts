@@ -4,7 +4,8 @@
  * own clock (instances' clocks may differ).
  *
  * Keys, under `keyPrefix` (default `keyport:`):
- *   `rl:<bucket key>`   GCRA TAT (ms since the epoch, Redis time), PX = until the bucket is full again
+ *   `rl:<bucket key>`   "TAT step": GCRA TAT (ms since the epoch, Redis time) and the ms per unit
+ *                       of the limit it was written under; PX = until the bucket is full again
  *   `cc:<slot key>`     sorted set of lease ids scored by lease expiry (ms); PX = the latest expiry
  *   `ct:<counter key>`  period counter (INCRBYFLOAT), PX = until the period ends
  * The type segment keeps a bucket, a slot and a counter built from the same caller key apart.
@@ -95,6 +96,22 @@ if redis.replicate_commands then redis.replicate_commands() end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
 local function num(x) return string.format('%.17g', x) end
+-- A bucket holds "TAT step": its TAT and the ms per unit of the limit it was written under (a bare
+-- TAT, as written before, reads as today's step). A changed limit keeps the units owed, not the
+-- fraction of the limit (src/core/gcra.ts, rescaledTat).
+local function readTat(key, step)
+  local value = redis.call('GET', key)
+  if not value then return now end
+  local space = string.find(value, ' ', 1, true)
+  local tat = tonumber(space and string.sub(value, 1, space - 1) or value) or now
+  if tat <= now then return now end
+  local written = space and tonumber(string.sub(value, space + 1)) or step
+  if written ~= step and written > 0 then tat = now + (tat - now) / written * step end
+  return tat
+end
+local function writeTat(key, tat, step)
+  redis.call('SET', key, num(tat) .. ' ' .. num(step), 'PX', math.max(1, math.ceil(tat - now)))
+end
 `;
 
 /**
@@ -119,17 +136,17 @@ local ttl = tonumber(ARGV[3])
 local prefix = ARGV[4]
 local ns = #KEYS - nb
 local reply = {0, 0, 0, num(now)}
-local fresh, units = {}, {}
+local fresh, units, steps = {}, {}, {}
 local refused, longest = 0, -1
 for i = 1, nb do
   local a = 5 * i
   local limit, period = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local cost, want = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   local covered = cost == 0 and ARGV[a + 4] == '1'
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  reply[4 + i] = num(tat)
   local step = period / limit
+  steps[i] = step
+  local tat = readTat(KEYS[i], step)
+  reply[4 + i] = num(tat)
   local newTat = tat + cost * step
   local wait = newTat - period - now
   if cost > limit then wait = math.huge end
@@ -169,7 +186,7 @@ for j = 1, ns do
 end
 for i = 1, nb do
   if fresh[i] then
-    redis.call('SET', KEYS[i], num(fresh[i]), 'PX', math.max(1, math.ceil(fresh[i] - now)))
+    writeTat(KEYS[i], fresh[i], steps[i])
     reply[4 + i] = num(fresh[i])
   end
   reply[4 + nb + i] = units[i]
@@ -193,11 +210,10 @@ const GIVE_BACK = `${PRELUDE}
 local nb = tonumber(ARGV[1])
 for i = 1, nb do
   local limit, period, diff = tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1])
-  local tat = tonumber(redis.call('GET', KEYS[i])) or now
-  if tat < now then tat = now end
-  tat = tat + diff * (period / limit)
+  local step = period / limit
+  local tat = readTat(KEYS[i], step) + diff * step
   if tat > now then
-    redis.call('SET', KEYS[i], num(tat), 'PX', math.max(1, math.ceil(tat - now)))
+    writeTat(KEYS[i], tat, step)
   else
     redis.call('DEL', KEYS[i])
   end

@@ -412,6 +412,24 @@ describe('rate limits on the gateway', () => {
     await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 0 }, TEST_ACTOR);
     expect((await post(key)).status).toBe(200);
   });
+
+  it('a raised limit lets the next request through, counting only what was really used', async () => {
+    const key = await gw.createKey();
+    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 1 }, TEST_ACTOR);
+    expect((await post(key)).status).toBe(200);
+    expect((await post(key)).status).toBe(429);
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxRequestsPerDay: 1000 },
+      TEST_ACTOR,
+    );
+    const raised = await post(key);
+    expect(raised.status).toBe(200);
+    expect(raised.headers['x-ratelimit-limit-requests']).toBe('1000');
+    expect(raised.headers['x-ratelimit-remaining-requests']).toBe('998'); // the first and this one
+  });
 });
 
 describe('budgets on the gateway', () => {
