@@ -558,16 +558,17 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       const limiter = new RedisLimiter({
         url: redis.url,
         keyPrefix: prefix,
-        // Wide margins, so that a busy machine cannot change which path this takes: the pause
-        // outlasts the timeout by 100 ms (a timer firing later than that would let Redis answer),
-        // and the late reply comes 300 ms before close stops waiting for it.
-        commandTimeoutMs: 200,
+        // Wide margins, so that a busy machine cannot change which path this takes: a timer up to
+        // 200 ms late still gives up before the pause ends (one later than half the timeout is given
+        // a second timeout, which would let Redis answer), and the late reply comes 600 ms before
+        // close stops waiting for it (two timeouts after the first).
+        commandTimeoutMs: 400,
         localGrants: false,
       });
       redis.cleanPrefix(prefix);
       expect(await limiter.ready(5000)).toBe(true);
       const one = slot('one', 1);
-      await redis.admin.client('PAUSE', 300, 'WRITE');
+      await redis.admin.client('PAUSE', 600, 'WRITE');
       const answer = limiter.admit(request({ slots: [one] }));
       await sleep(10);
       await limiter.close(); // before the admission has timed out
