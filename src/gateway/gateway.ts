@@ -176,6 +176,37 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   if (admission) reply.headers(admission.headers);
 
   const streamed = body?.json?.stream === true;
+  const usage = new UsageCapture(
+    services,
+    request,
+    principal,
+    upstream,
+    model,
+    streamed,
+    performance.now(),
+    admission,
+  );
+  try {
+    return await forward(request, reply, path, rule, body, upstream, usage);
+  } catch (error) {
+    // Whatever failed after admission still settles it: a slot held by a request that ended in an
+    // error would refuse the key's next requests for as long as the lease lives.
+    usage.abandon(error instanceof ApiError ? error.status : 500);
+    throw error;
+  }
+}
+
+/** From the admitted request to the client's answer: the upstream call, and the usage record. */
+async function forward(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  path: string,
+  rule: RouteRule,
+  body: GatewayBody | undefined,
+  upstream: Upstream,
+  usage: UsageCapture,
+) {
+  const streamed = usage.streamed;
   let outgoing = body?.raw;
   let dropUsageChunk = false;
   // Ask the upstream to report a stream's usage; if the client did not ask, its chunk is dropped.
@@ -183,14 +214,10 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
     const options = body.json.stream_options as { include_usage?: unknown } | undefined | null;
     if (options?.include_usage !== true) {
       dropUsageChunk = true;
-      outgoing = Buffer.from(
-        JSON.stringify({ ...body.json, stream_options: { ...(options ?? {}), include_usage: true } }),
-      );
+      outgoing = withUsageAsked(body.json, options);
     }
   }
 
-  const started = performance.now();
-  const usage = new UsageCapture(services, request, principal, upstream, model, streamed, started, admission);
   const abort = new Cancellation();
   const onClientGone = () => {
     if (!reply.raw.writableFinished) abort.abort();
@@ -223,10 +250,11 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   } catch (error) {
     return failed(error);
   }
+  usage.reachedUpstream = true;
 
   const contentType = String(response.headers['content-type'] ?? '');
   const headers = headersForClient(response.headers);
-  if (admission) Object.assign(headers, admission.headers);
+  if (usage.admission) Object.assign(headers, usage.admission.headers);
 
   if (contentType.includes('text/event-stream') && rule.metered) {
     return streamEvents(reply, response, headers, rule.metered, dropUsageChunk, usage, body, abort);
@@ -423,9 +451,27 @@ function holdLastChunk(beforeEnd: () => void): Transform {
   });
 }
 
+/** A streamed request's body, asking the upstream to report usage. */
+function withUsageAsked(
+  json: Record<string, unknown>,
+  options: { include_usage?: unknown } | undefined | null,
+): Buffer {
+  try {
+    return Buffer.from(
+      JSON.stringify({ ...json, stream_options: { ...(options ?? {}), include_usage: true } }),
+    );
+  } catch (error) {
+    // JSON.parse takes any depth; JSON.stringify recurses, and a body nested thousands deep overflows.
+    if (error instanceof RangeError) throw badRequest('The request body is nested too deeply.');
+    throw error;
+  }
+}
+
 /** One usage event per request that reached an upstream. */
 class UsageCapture {
   estimated = false;
+  /** The upstream answered: from then on the request yields a record, even if it fails here. */
+  reachedUpstream = false;
   #recorded = false;
 
   constructor(
@@ -434,10 +480,25 @@ class UsageCapture {
     private readonly principal: GatewayPrincipal,
     private readonly upstream: Upstream,
     private readonly model: string | undefined,
-    private readonly streamed: boolean,
+    readonly streamed: boolean,
     private readonly started: number,
-    private readonly admission: Admission | undefined,
+    readonly admission: Admission | undefined,
   ) {}
+
+  /**
+   * After an error, unless recorded already: a request the upstream answered is recorded with the
+   * error's status; one that never reached it is not billed, only settled (its slots freed, its
+   * estimated tokens given back).
+   */
+  abandon(status: number): void {
+    if (this.#recorded) return;
+    if (this.reachedUpstream) {
+      this.record(status, undefined);
+      return;
+    }
+    this.#recorded = true;
+    if (this.admission) this.services.enforcer.settle(this.admission, undefined, 0);
+  }
 
   record(status: number, tokens: TokenUsage | undefined, units = 0): void {
     if (this.#recorded) return;

@@ -328,6 +328,58 @@ describe('rate limits on the gateway', () => {
     expect((await post(key)).status).toBe(200);
   });
 
+  it('a request that fails after its admission frees its concurrency slot', async () => {
+    const key = await gw.createKey();
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxConcurrentRequests: 1 },
+      TEST_ACTOR,
+    );
+    // JSON.parse takes it; asking the upstream for a stream's usage means serializing it again.
+    const deep = `${'['.repeat(50_000)}"Hello"${']'.repeat(50_000)}`;
+    const streamed = await post(
+      key,
+      `{"model":"mock-gpt-4o","stream":true,"messages":[{"role":"user","content":${deep}}]}`,
+    );
+    expect(streamed.status).toBe(400);
+    expect((streamed.body as { error: { message: string } }).error.message).toBe(
+      'The request body is nested too deeply.',
+    );
+    // An upstream that reports no usage: the prompt is counted here, however deep.
+    const plain = await post(key, `{"model":"mock-gpt-4o","messages":[{"role":"user","content":${deep}}]}`, {
+      'x-mock-no-usage': '1',
+    });
+    expect(plain.status).toBe(200);
+    const [event] = await gw.usageFor(String(plain.headers['x-request-id']));
+    expect(event).toMatchObject({ estimated: true, status: 200 });
+    expect(event!.inputTokens).toBeGreaterThan(6);
+    expect((await post(key)).status).toBe(200);
+    expect((await post(key)).status).toBe(200);
+  });
+
+  it('counts token ids toward token limits, as OpenAI does', async () => {
+    const key = await gw.createKey();
+    await gw.services.limits.updateRateLimit(
+      org(),
+      keyScope(key),
+      '*',
+      { maxTokensPerMinute: 100 },
+      TEST_ACTOR,
+    );
+    const ids = Array.from({ length: 500 }, (_, i) => i + 1);
+    const response = await gw.request('POST', '/v1/embeddings', {
+      headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mock-embedding-small', input: ids }),
+    });
+    expect(response.status).toBe(429);
+    expect((response.body as { error: { message: string } }).error.message).toMatch(
+      /^Request too large for mock-embedding-small .* on tokens per min \(TPM\): Limit 100, Requested 500\./,
+    );
+    expect(response.headers['x-should-retry']).toBe('false');
+  });
+
   it('holds a concurrency slot for the whole of a long stream', async () => {
     const slowGateway = await createTestGateway({ chunkDelayMs: 50, chunkCount: 12 });
     try {
