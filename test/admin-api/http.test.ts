@@ -94,6 +94,46 @@ describe.each(backends)('HTTP handling (%s)', (backend) => {
       expectApiError(missing, 400, 'invalid_request', 'name');
     });
 
+    it('tells a missing parameter from one of the wrong type, in the body and the query', async () => {
+      const missing = expectApiError(
+        await adminRequest(t, 'POST', '/projects', {
+          payload: '{}',
+          headers: { 'content-type': 'application/json' },
+        }),
+        400,
+        'invalid_request',
+        'name',
+      );
+      expect(missing.message).toBe("Missing required parameter: 'name'.");
+      const wrongType = expectApiError(
+        await adminRequest(t, 'POST', '/projects', {
+          payload: '{"name": 5}',
+          headers: { 'content-type': 'application/json' },
+        }),
+        400,
+        'invalid_request',
+        'name',
+      );
+      expect(wrongType.message).toMatch(/^Invalid 'name': .*expected string/);
+      const optional = expectApiError(
+        await adminRequest(t, 'POST', '/admin_api_keys', {
+          payload: '{"name": "x", "expires_in_seconds": "soon"}',
+          headers: { 'content-type': 'application/json' },
+        }),
+        400,
+        'invalid_request',
+        'expires_in_seconds',
+      );
+      expect(optional.message).toMatch(/^Invalid 'expires_in_seconds': /);
+      const query = expectApiError(
+        await adminRequest(t, 'GET', '/projects?limit=abc'),
+        400,
+        'invalid_request',
+        'limit',
+      );
+      expect(query.message).toMatch(/^Invalid 'limit': /);
+    });
+
     it('refuses a body over 1 MiB with 413, writing nothing', async () => {
       const before = await snapshot();
       const payload = JSON.stringify({ name: 'x'.repeat(BODY_LIMIT_BYTES) });

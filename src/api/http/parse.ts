@@ -16,7 +16,7 @@ export function parseWith<S extends z.ZodType>(
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const param = issue.path.map(String).join('.') || null;
-  if (issue.code === 'invalid_type' && issue.input === undefined && param) {
+  if (issue.code === 'invalid_type' && param && valueAt(input, issue.path) === undefined) {
     throw badRequest(`Missing required parameter: '${param}'.`, param);
   }
   if (issue.code === 'unrecognized_keys') {
@@ -24,6 +24,16 @@ export function parseWith<S extends z.ZodType>(
     throw badRequest(`Unrecognized request argument supplied: ${key}`, key);
   }
   throw badRequest(`Invalid '${param ?? where}': ${issue.message}.`, param);
+}
+
+/** What the request holds at a zod issue's path (zod 4 leaves `issue.input` out unless asked). */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
 }
 
 /** Query strings carry numbers and booleans as text. */
