@@ -5,12 +5,14 @@
  * (`api_key.created`, `login.failed`, …), the actor (an API key or a session), and the type's
  * details, which `/v1/organization/audit_logs` nests under the type's name.
  */
+
+import { eq } from 'drizzle-orm';
 import type { Actor } from '../core/actor.ts';
 import { actorId } from '../core/actor.ts';
 import { randomBase62 } from '../core/base62.ts';
 import { newId } from '../core/ids.ts';
 import type { DbOrTx } from '../store/database.ts';
-import { auditLogs } from '../store/schema.ts';
+import { auditLogs, users } from '../store/schema.ts';
 
 export interface AuditEntry {
   organizationId: string;
@@ -26,8 +28,8 @@ export interface AuditEntry {
   at?: Date | undefined;
 }
 
-/** OpenAI's actor object. */
-export function actorObject(actor: Actor): Record<string, unknown> {
+/** OpenAI's actor object; `email` is the acting key's owner's, for a key owned by a user. */
+export function actorObject(actor: Actor, email: string | null = null): Record<string, unknown> {
   switch (actor.type) {
     case 'session':
       return {
@@ -46,7 +48,7 @@ export function actorObject(actor: Actor): Record<string, unknown> {
           type: actor.serviceAccountId ? 'service_account' : 'user',
           ...(actor.serviceAccountId
             ? { service_account: { id: actor.serviceAccountId } }
-            : { user: { id: actor.userId, email: null } }),
+            : { user: { id: actor.userId, email } }),
         },
         ip_address: actor.ip,
         user_agent: actor.userAgent,
@@ -89,16 +91,28 @@ export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> 
 
 async function insertEntry(db: DbOrTx, entry: AuditEntry): Promise<void> {
   const at = entry.at ?? new Date();
+  const email = entry.actorEmail ?? (await actorEmailOf(db, entry.actor));
   await db.insert(auditLogs).values({
     id: auditId(at.getTime()),
     organizationId: entry.organizationId,
     projectId: entry.projectId ?? null,
     type: entry.type,
     effectiveAt: at,
-    actor: actorObject(entry.actor),
+    actor: actorObject(entry.actor, email),
     actorId: actorId(entry.actor),
-    actorEmail: entry.actorEmail ?? (entry.actor.type === 'session' ? entry.actor.email : null),
+    actorEmail: email,
     resourceId: entry.resourceId ?? null,
     details: entry.details ?? {},
   });
+}
+
+/**
+ * The email the `actor_emails` filter finds an entry by: a session's user's, or the owner's of the
+ * key that acted (as it is now: OpenAI's entries keep the email of when they were written).
+ */
+async function actorEmailOf(db: DbOrTx, actor: Actor): Promise<string | null> {
+  if (actor.type === 'session') return actor.email;
+  if (actor.type !== 'api_key' || actor.userId === null || actor.serviceAccountId) return null;
+  const [owner] = await db.select({ email: users.email }).from(users).where(eq(users.id, actor.userId));
+  return owner?.email ?? null;
 }

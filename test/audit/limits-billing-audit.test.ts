@@ -109,7 +109,7 @@ describe.each(backends)('audit log: limits, budgets, billing and prices (%s)', (
     api_key: {
       id: t.instance.adminKey.key.id,
       type: 'user',
-      user: { id: t.instance.adminKey.key.ownerUserId, email: null },
+      user: { id: t.instance.adminKey.key.ownerUserId, email: t.instance.owner.email },
     },
     ip_address: IP,
     user_agent: USER_AGENT,
