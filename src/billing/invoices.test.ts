@@ -212,9 +212,15 @@ describe('invoiceLines', () => {
           const subtotal = lines.reduce((s, l) => s + l.amountCents, 0);
           expect(amounts.subtotalCents).toBe(subtotal);
           // Due: what the credit left, rounded once; all covered → nothing due.
-          expect(amounts.totalCents).toBe(Math.min(subtotal, cents(usageNano - drawn)));
+          expect(amounts.totalCents).toBe(cents(usageNano - drawn));
           if (drawn === usageNano) expect(amounts.totalCents).toBe(0);
-          expect(amounts.creditsCents).toBe(subtotal - amounts.totalCents);
+          // The rows add up; rounding is the lines' own, credits only credit.
+          expect(amounts.subtotalCents + amounts.roundingCents - amounts.creditsCents).toBe(
+            amounts.totalCents,
+          );
+          expect(amounts.roundingCents).toBe(cents(usageNano) - subtotal);
+          if (drawn === 0) expect(amounts.creditsCents).toBe(0);
+          expect(Math.abs(amounts.creditsCents - drawn / CENT)).toBeLessThanOrEqual(1);
           expect(amounts.creditsCents).toBeGreaterThanOrEqual(0);
           expect(amounts.totalCents).toBeGreaterThanOrEqual(0);
           expect(amounts.lines).toBe(lines);
@@ -235,10 +241,11 @@ describe('invoiceAmounts', () => {
     amountCents,
   });
 
-  it('charges what the credit did not cover, rounded once; never credits more than the subtotal', () => {
+  it('charges what the credit did not cover, rounded once', () => {
     // 123¢ of usage, 20.05¢ of it from credit: 102.95¢ due, rounded once to 103.
     expect(invoiceAmounts([line(100), line(23)], 20 * CENT + 5_000_000, 123 * CENT)).toMatchObject({
       subtotalCents: 123,
+      roundingCents: 0,
       creditsCents: 20,
       totalCents: 103,
     });
@@ -256,8 +263,20 @@ describe('invoiceAmounts', () => {
     const lines = Array.from({ length: 40 }, () => line(1));
     expect(invoiceAmounts(lines, 40 * 5_000_000, 40 * 5_000_000)).toMatchObject({
       subtotalCents: 40,
-      creditsCents: 40,
+      roundingCents: -20,
+      creditsCents: 20,
       totalCents: 0,
+    });
+  });
+
+  it('with no credit drawn, applies no credits: the lines’ rounding is a row of its own', () => {
+    // 0.6¢ and 0.6¢: each line rounds up to 1¢, the usage of 1.2¢ rounds to 1¢.
+    expect(invoiceAmounts([line(1), line(1)], 0, 1.2 * CENT)).toEqual({
+      lines: [line(1), line(1)],
+      subtotalCents: 2,
+      roundingCents: -1,
+      creditsCents: 0,
+      totalCents: 1,
     });
   });
 });

@@ -20,9 +20,20 @@ export interface InvoiceLine {
 
 export interface InvoiceAmounts {
   lines: InvoiceLine[];
+  /** The lines' amounts added up. */
   subtotalCents: number;
+  /**
+   * What rounding each line on its own added or took away: the usage rounded once, less the
+   * subtotal. Shown as its own row, so that credits are only ever credit.
+   */
+  roundingCents: number;
   creditsCents: number;
   totalCents: number;
+}
+
+/** subtotal + rounding − credits = total: the rounding row of an invoice stored with the other three. */
+export function roundingOf(amounts: { subtotalCents: number; creditsCents: number; totalCents: number }) {
+  return amounts.totalCents + amounts.creditsCents - amounts.subtotalCents;
 }
 
 type UsageByModel = Awaited<ReturnType<typeof sumUsageByProjectAndModel>>[number];
@@ -76,14 +87,22 @@ const ITEM_ORDER = (item: string) => ORDER.indexOf(item);
 
 /**
  * What is due is what the credit did not cover, rounded once from nano-USD (`usageNano`, the
- * exact total of the lines): lines rounded one by one may add up to more or less than it, and a
- * month paid entirely from credit must leave exactly 0 to pay. Credits are the rest of the
- * subtotal, so that subtotal − credits = total on the invoice, and never more than the subtotal.
+ * exact total of the lines), so that a month paid entirely from credit leaves exactly 0 to pay.
+ * Lines rounded one by one may add up to more or less than the usage rounded once: the difference
+ * is the rounding row, and credits are the credit drawn (rounded so that the rows add up):
+ * subtotal + rounding − credits = total. No credit drawn, no credits row.
  */
 export function invoiceAmounts(lines: InvoiceLine[], creditNano: number, usageNano: number): InvoiceAmounts {
   const subtotalCents = lines.reduce((sum, line) => sum + line.amountCents, 0);
-  const totalCents = Math.min(subtotalCents, nanoToCents(Math.max(0, usageNano - creditNano)));
-  return { lines, subtotalCents, creditsCents: subtotalCents - totalCents, totalCents };
+  const usageCents = nanoToCents(usageNano);
+  const totalCents = nanoToCents(Math.max(0, usageNano - Math.min(creditNano, usageNano)));
+  return {
+    lines,
+    subtotalCents,
+    roundingCents: usageCents - subtotalCents,
+    creditsCents: usageCents - totalCents,
+    totalCents,
+  };
 }
 
 /** `KP-202611-0007`: the month, then the invoice's place in it. */

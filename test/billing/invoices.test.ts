@@ -214,22 +214,27 @@ describe.each(backends)('invoices (%s)', (backend) => {
               expect(line.amount_cents, key).toBe(roundHalfUpCents(sum!.nano));
             }
             const subtotal = issued.lines.reduce((s, l) => s + l.amount_cents, 0);
-            // Due: the usage the credit did not cover, rounded once; credits the rest of the subtotal.
+            // Due: the usage the credit did not cover, rounded once. The lines' own rounding is a
+            // row of its own, and credits are the credit drawn, so that the rows add up.
             const usageNano = [...expected.values()].reduce((s, e) => s + e.nano, 0);
-            const due = Math.min(subtotal, roundHalfUpCents(usageNano - drawnInMonth));
+            const due = roundHalfUpCents(usageNano - drawnInMonth);
             if (drawnInMonth === usageNano) expect(due).toBe(0);
-            const credits = subtotal - due;
+            const rounding = roundHalfUpCents(usageNano) - subtotal;
+            const credits = subtotal + rounding - due;
+            if (drawnInMonth === 0) expect(credits).toBe(0);
+            expect(Math.abs(credits - drawnInMonth / CENT)).toBeLessThanOrEqual(1);
             expect(issued).toMatchObject({
               object: 'organization.invoice',
-              status: subtotal - credits === 0 ? 'paid' : 'open',
+              status: due === 0 ? 'paid' : 'open',
               period_start: start / 1000,
               period_end: end / 1000,
               subtotal_cents: subtotal,
+              rounding_cents: rounding,
               credits_cents: credits,
-              total_cents: subtotal - credits,
+              total_cents: due,
               issued_at: clock / 1000,
               due_at: (clock + 10 * DAY) / 1000,
-              paid_at: subtotal - credits === 0 ? clock / 1000 : null,
+              paid_at: due === 0 ? clock / 1000 : null,
               voided_at: null,
             });
             expect(issued.number).toMatch(new RegExp(`^KP-${year}${String(month).padStart(2, '0')}-\\d{4}$`));

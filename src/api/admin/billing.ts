@@ -21,7 +21,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { InvoiceView } from '../../billing/billing-service.ts';
 import { invoiceCsv, invoiceHtml, invoicePdf } from '../../billing/invoice-render.ts';
-import { parseMonth } from '../../billing/invoices.ts';
+import { parseMonth, roundingOf } from '../../billing/invoices.ts';
 import { ApiError, badRequest } from '../../core/errors.ts';
 import { NANO_USD_PER_USD } from '../../core/pricing.ts';
 import type { Services } from '../../services.ts';
@@ -419,6 +419,7 @@ function invoiceSummary(invoice: InvoiceRow) {
     period_end: unixSeconds(invoice.periodEnd),
     currency: 'usd' as const,
     subtotal_cents: invoice.subtotalCents,
+    rounding_cents: roundingOf(invoice),
     credits_cents: invoice.creditsCents,
     total_cents: invoice.totalCents,
     bill_to: invoice.billTo,
@@ -448,6 +449,7 @@ function invoiceObject(view: InvoiceView) {
     period_end: view.periodEnd / 1000,
     currency: 'usd' as const,
     subtotal_cents: view.amounts.subtotalCents,
+    rounding_cents: view.amounts.roundingCents,
     credits_cents: view.amounts.creditsCents,
     total_cents: view.amounts.totalCents,
     lines,

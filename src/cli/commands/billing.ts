@@ -53,6 +53,7 @@ interface Invoice {
   period_start: number;
   period_end: number;
   subtotal_cents: number;
+  rounding_cents?: number;
   credits_cents: number;
   total_cents: number;
   due_at?: number | null;
@@ -453,6 +454,7 @@ export function registerBillingCommands(program: Command, globals: () => GlobalO
           ),
           '',
           `subtotal:  ${money(invoice.subtotal_cents)}`,
+          ...(invoice.rounding_cents ? [`rounding:  ${money(invoice.rounding_cents)}`] : []),
           `credits:   ${money(-invoice.credits_cents)}`,
           `total:     ${money(invoice.total_cents)}`,
         ].join('\n'),
