@@ -83,5 +83,13 @@ describe('GCRA', () => {
     expect(formatResetDuration(1500)).toBe('1.5s');
     expect(formatResetDuration(360_000)).toBe('6m0s');
     expect(formatResetDuration(3_723_000)).toBe('1h2m3s');
+    expect(formatResetDuration(86_366.2)).toBe('1m26.367s'); // rounded up: never sooner than the wait
+  });
+
+  it('never prints 60 seconds: a wait just short of a minute boundary rounds up to it', () => {
+    expect(formatResetDuration(119_999.6)).toBe('2m0s');
+    expect(formatResetDuration(59_999.9996)).toBe('1m0s');
+    expect(formatResetDuration(3_599_999.5)).toBe('1h0m0s');
+    expect(formatResetDuration(999.5)).toBe('1s');
   });
 });

@@ -116,13 +116,14 @@ function remainingAt(limit: GcraLimit, tat: number, now: number): number {
 /** OpenAI's reset durations: `1s`, `6m0s`, `12ms`, `1h2m3s`. */
 export function formatResetDuration(ms: number): string {
   if (ms <= 0) return '0s';
-  if (ms < 1000) return `${Math.ceil(ms)}ms`;
-  let seconds = ms / 1000;
-  const hours = Math.floor(seconds / 3600);
-  seconds -= hours * 3600;
-  const minutes = Math.floor(seconds / 60);
-  seconds -= minutes * 60;
-  const secondsText = Number.isInteger(seconds) ? `${seconds}s` : `${Number(seconds.toFixed(3))}s`;
+  // Whole milliseconds, rounded up (never sooner than the wait), before splitting: seconds rounded
+  // on their own would print 59.9996 s as `1m60s`.
+  const whole = Math.ceil(ms);
+  if (whole < 1000) return `${whole}ms`;
+  const hours = Math.floor(whole / 3_600_000);
+  const minutes = Math.floor((whole % 3_600_000) / 60_000);
+  const seconds = (whole % 60_000) / 1000;
+  const secondsText = `${seconds}s`;
   if (hours > 0) return `${hours}h${minutes}m${secondsText}`;
   if (minutes > 0) return `${minutes}m${secondsText}`;
   return secondsText;
