@@ -12,6 +12,11 @@ export interface RouteRule {
   metered?: 'chat' | 'completions' | 'embeddings' | 'responses';
   /** The Usage API family its requests are reported under (`other` when absent). */
   kind?: 'completions' | 'embeddings' | 'moderations' | 'images' | 'audio_speeches' | 'audio_transcriptions';
+  /**
+   * Runs models the request need not name (a batch's input file, a thread run's assistant): a key
+   * limited to some models may call it only naming one, and a batch not at all.
+   */
+  modelElsewhere?: true;
 }
 
 type Method = 'GET' | 'POST' | 'DELETE';
@@ -57,6 +62,8 @@ const TABLE: [Method | '*', string, RouteRule][] = [
   ['*', '/conversations**', { resource: 'responses', access: 'write' }],
   ['GET', '/assistants**', { resource: 'assistants', access: 'read' }],
   ['*', '/assistants**', { resource: 'assistants', access: 'write' }],
+  ['POST', '/threads/runs', { resource: 'threads', access: 'write', modelElsewhere: true }],
+  ['POST', '/threads/:id/runs', { resource: 'threads', access: 'write', modelElsewhere: true }],
   ['GET', '/threads/**', { resource: 'threads', access: 'read' }],
   ['*', '/threads**', { resource: 'threads', access: 'write' }],
   ['GET', '/files**', { resource: 'files', access: 'read' }],
@@ -64,10 +71,12 @@ const TABLE: [Method | '*', string, RouteRule][] = [
   ['*', '/uploads**', { resource: 'files', access: 'write' }],
   ['GET', '/fine_tuning/**', { resource: 'fine_tuning', access: 'read' }],
   ['*', '/fine_tuning/**', { resource: 'fine_tuning', access: 'write' }],
+  ['POST', '/batches', { resource: 'batch', access: 'write', modelElsewhere: true }],
   ['GET', '/batches**', { resource: 'batch', access: 'read' }],
   ['*', '/batches**', { resource: 'batch', access: 'write' }],
   ['GET', '/vector_stores**', { resource: 'vector_stores', access: 'read' }],
   ['*', '/vector_stores**', { resource: 'vector_stores', access: 'write' }],
+  ['POST', '/evals/:id/runs', { resource: 'evals', access: 'write', modelElsewhere: true }],
   ['GET', '/evals**', { resource: 'evals', access: 'read' }],
   ['*', '/evals**', { resource: 'evals', access: 'write' }],
 ];

@@ -152,6 +152,14 @@ async function proxy(request: FastifyRequest, reply: FastifyReply, services: Ser
   if (model === undefined && (rule.metered || (rule.kind && principal.key.restrictsModels))) {
     throw badRequest('You must provide a model parameter.', 'model');
   }
+  if (model === undefined && rule.modelElsewhere && principal.key.restrictsModels) {
+    throw new ApiError(
+      'permission_denied',
+      `This key may only use some models, and ${request.method} /v1${path} runs models the request ` +
+        'does not name (from an input file or an assistant), which Keyport cannot check. Name the model ' +
+        'where the endpoint takes one, or use a key without a model allow-list.',
+    );
+  }
   if (model !== undefined) checkModel(principal, model);
   const upstream = services.upstreams.route(model);
   if (!upstream) {

@@ -124,6 +124,62 @@ describe('the gateway against crafted requests', () => {
     expect(gw.usage.events.at(-1)).toMatchObject({ model: 'mock-gpt-4o' });
   });
 
+  it('a key limited to some models cannot run models named elsewhere: batches, thread runs without a model', async () => {
+    const key = await gw.createKey({ allowedModels: ['mock-gpt-4o'] });
+    const json = { 'Content-Type': 'application/json' };
+    let batch = '';
+    let run = '';
+    let other = '';
+    const received = await upstreamDuring(async () => {
+      batch = await send(
+        'POST',
+        '/v1/batches',
+        key.secret,
+        JSON.stringify({
+          input_file_id: 'file-1',
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        }),
+        json,
+      );
+      run = await send(
+        'POST',
+        '/v1/threads/thread_1/runs',
+        key.secret,
+        JSON.stringify({ assistant_id: 'asst_1' }),
+        json,
+      );
+      other = await send(
+        'POST',
+        '/v1/threads/thread_1/runs',
+        key.secret,
+        JSON.stringify({ assistant_id: 'asst_1', model: 'gpt-4o' }),
+        json,
+      );
+    });
+    expect(received).toEqual([]);
+    for (const response of [batch, run]) {
+      expect(statusOf(response)).toBe(403);
+      expect(response).toContain('"code":"permission_denied"');
+      expect(response).toContain('runs models the request does not name');
+    }
+    expect(statusOf(other)).toBe(404);
+    expect(other).toContain('model_not_found');
+    // Naming an allowed model, or with a key that may use any, the request goes on to the upstream.
+    const open = await gw.createKey();
+    const passed = await upstreamDuring(async () => {
+      await send(
+        'POST',
+        '/v1/threads/thread_1/runs',
+        key.secret,
+        JSON.stringify({ assistant_id: 'asst_1', model: 'mock-gpt-4o' }),
+        json,
+      );
+      await send('POST', '/v1/batches', open.secret, JSON.stringify({ input_file_id: 'file-1' }), json);
+    });
+    expect(passed).toHaveLength(2);
+  });
+
   it('a form with two model fields is refused', async () => {
     const key = await gw.createKey({ allowedModels: ['whisper-1'] });
     const field = (value: string) =>
