@@ -357,8 +357,10 @@ export class BillingService {
     }
     await this.account(organizationId);
     const createdBy = actorId(actor);
+    let credited = false;
     const payment = await this.db.transaction(async (tx) => {
       let invoice: InvoiceRow | undefined;
+      let owed = 0;
       if (input.invoiceId) {
         [invoice] = await tx
           .select()
@@ -367,6 +369,7 @@ export class BillingService {
           .for('update');
         if (!invoice) throw notFound('invoice', input.invoiceId);
         if (invoice.status === 'void') throw badRequest(`Invoice ${invoice.number} is void.`, 'invoice_id');
+        owed = Math.max(0, invoice.totalCents - (await paidTowards(tx, invoice.id)));
       }
       const [payment] = await tx
         .insert(payments)
@@ -400,36 +403,35 @@ export class BillingService {
           },
         },
       });
-      if (invoice) {
-        const [paid] = rowsOf<{ total: string | number }>(
-          await tx.execute(sql`
-            select coalesce(sum(amount_cents), 0) as total from payments
-            where invoice_id = ${invoice.id} and status = 'succeeded'`),
-        );
-        if (Number(paid?.total ?? 0) >= invoice.totalCents && invoice.status === 'open') {
-          await tx
-            .update(invoices)
-            .set({ status: 'paid', paidAt: new Date(this.#now()) })
-            .where(eq(invoices.id, invoice.id));
-        }
-      } else {
+      if (invoice && (await paidTowards(tx, invoice.id)) >= invoice.totalCents && invoice.status === 'open') {
+        await tx
+          .update(invoices)
+          .set({ status: 'paid', paidAt: new Date(this.#now()) })
+          .where(eq(invoices.id, invoice.id));
+      }
+      // A top-up is credit; so is what a payment brings beyond what its invoice still owed, so
+      // that no money is recorded against nothing.
+      const credit = invoice ? input.amountCents - owed : input.amountCents;
+      if (credit > 0) {
+        const reference = input.reference ? ` (${input.reference})` : '';
         const grant = await this.#insertGrant(
           tx,
           organizationId,
           {
-            amountCents: input.amountCents,
+            amountCents: credit,
             kind: 'top_up',
             expiresAt: input.creditExpiresAt ?? null,
-            note: input.reference ? `Top-up (${input.reference})` : 'Top-up',
+            note: invoice ? `Overpayment of invoice ${invoice.number}${reference}` : `Top-up${reference}`,
             paymentId: payment!.id,
           },
           createdBy,
         );
         await auditGrantCreated(tx, grant, actor);
+        credited = true;
       }
       return payment!;
     });
-    if (!input.invoiceId) await this.options.changed(organizationId);
+    if (credited) await this.options.changed(organizationId);
     return payment;
   }
 
@@ -705,4 +707,14 @@ async function auditGrantCreated(tx: DbOrTx, grant: CreditGrantRow, actor: Actor
 
 function isUniqueViolation(error: unknown): boolean {
   return sqlStateOf(error) === '23505';
+}
+
+/** What succeeded payments have paid towards an invoice, in cents. */
+async function paidTowards(tx: DbOrTx, invoiceId: string): Promise<number> {
+  const [paid] = rowsOf<{ total: string | number }>(
+    await tx.execute(sql`
+      select coalesce(sum(amount_cents), 0) as total from payments
+      where invoice_id = ${invoiceId} and status = 'succeeded'`),
+  );
+  return Number(paid?.total ?? 0);
 }

@@ -5,12 +5,14 @@
  * and the billing cycle that issues them.
  */
 import { inflateSync } from 'node:zlib';
+import { sql } from 'drizzle-orm';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UsageKind } from '../../src/billing/usage-event.ts';
 import { periodBounds } from '../../src/core/periods.ts';
 import { NANO_USD_PER_CENT } from '../../src/core/pricing.ts';
 import { insertProject } from '../../src/store/repositories/projects.ts';
+import { rowsOf } from '../../src/store/rows.ts';
 import {
   adminRequest,
   createSecondOrganization,
@@ -561,12 +563,22 @@ describe.each(backends)('invoices (%s)', (backend) => {
       const p3 = expectOk(await pay(org, { amount_cents: 1, invoice_id: invoice.id }));
       const paidAt = clock;
       expect(await get()).toMatchObject({ status: 'paid', paid_at: paidAt / 1000, total_cents: 2500 });
-      clock += HOUR;
-      // An overpayment is recorded; the invoice stays paid when it was paid.
-      const p4 = expectOk(await pay(org, { amount_cents: 5, invoice_id: invoice.id }));
-      expect(await get()).toMatchObject({ status: 'paid', paid_at: paidAt / 1000 });
-      // Paying an invoice grants no credit.
+      // Paying what an invoice owes grants no credit.
       expect(await grantRows(gw.services.store.db, org)).toEqual(grantsBefore);
+      clock += HOUR;
+      // Paying more is recorded; the invoice stays paid when it was paid, and what it did not owe
+      // becomes credit, so that no money is recorded against nothing.
+      const p4 = expectOk(await pay(org, { amount_cents: 5, invoice_id: invoice.id, reference: 'W-9' }));
+      expect(await get()).toMatchObject({ status: 'paid', paid_at: paidAt / 1000 });
+      expect(await grantRows(gw.services.store.db, org)).toHaveLength(grantsBefore.length + 1);
+      const credited = rowsOf<{ kind: string; amount_nano_usd: string | number; note: string }>(
+        await gw.services.store.db.execute(
+          sql`select kind, amount_nano_usd, note from credit_grants where payment_id = ${p4.id}`,
+        ),
+      );
+      expect(credited.map((g) => ({ ...g, amount_nano_usd: Number(g.amount_nano_usd) }))).toEqual([
+        { kind: 'top_up', amount_nano_usd: 5 * CENT, note: `Overpayment of invoice ${invoice.number} (W-9)` },
+      ]);
 
       const history = expectOk(
         await adminRequest<ListObject<PaymentObject>>(gw, 'GET', `/billing/payments?organization_id=${org}`),
