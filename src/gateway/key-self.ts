@@ -11,6 +11,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { pageBuckets, pageStart } from '../api/http/bucket-pages.ts';
 import { parseWith } from '../api/http/parse.ts';
 import { USAGE_KINDS } from '../billing/usage-event.ts';
 import { usageBuckets, WIDTH_MS } from '../billing/usage-query.ts';
@@ -29,6 +30,7 @@ const usageQuery = z.strictObject({
   end_time: z.coerce.number().int().min(1).max(32_503_680_000).optional(),
   bucket_width: z.enum(['1m', '1h', '1d']).default('1d'),
   limit: z.coerce.number().int().min(1).max(1440).optional(),
+  page: z.string().max(64).optional(),
 });
 const DEFAULT_LIMIT = { '1m': 60, '1h': 24, '1d': 7 } as const;
 
@@ -112,14 +114,13 @@ function rateLimitObject(row: RateLimitRow) {
 async function keyUsage(request: FastifyRequest, services: Services, principal: GatewayPrincipal) {
   const query = parseWith(usageQuery, request.query, 'query');
   const step = WIDTH_MS[query.bucket_width];
-  const from = Math.floor((query.start_time * 1000) / step) * step;
+  const start = Math.floor((query.start_time * 1000) / step) * step;
   const end = query.end_time !== undefined ? query.end_time * 1000 : Date.now();
   if (end <= query.start_time * 1000)
     throw badRequest("Invalid 'end_time': it must be after start_time.", 'end_time');
+  const from = pageStart(query.page, start, step);
   const limit = query.limit ?? DEFAULT_LIMIT[query.bucket_width];
-  const starts: number[] = [];
-  for (let t = from; t < end && starts.length < limit; t += step) starts.push(t);
-  const to = from + starts.length * step;
+  const { starts, to, nextPage } = pageBuckets(from, end, step, limit);
   const rows = await usageBuckets(services.store.db, {
     organizationId: principal.organization.id,
     width: query.bucket_width,
@@ -152,6 +153,7 @@ async function keyUsage(request: FastifyRequest, services: Services, principal: 
           cost_usd: row.totals.cost / NANO_USD_PER_USD,
         })),
     })),
-    has_more: to < end,
+    has_more: nextPage !== null,
+    next_page: nextPage,
   };
 }

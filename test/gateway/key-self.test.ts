@@ -39,6 +39,8 @@ interface UsagePage {
       cost_usd: number;
     }[];
   }[];
+  has_more: boolean;
+  next_page: string | null;
 }
 
 describe('a key reads its own usage and what is left', () => {
@@ -183,6 +185,29 @@ describe('a key reads its own usage and what is left', () => {
     expect(results.every((r) => r.kind === 'completions' && r.model === 'mock-gpt-4o')).toBe(true);
     const cost = results.reduce((sum, r) => sum + r.cost_usd, 0);
     expect(cost).toBeCloseTo((input * 1000 + output * 2000) / 1e6, 9);
+  });
+
+  it('pages through a long range with next_page, bucket by bucket, to its end', async () => {
+    const key = await gw.createKey();
+    const hour = 3600;
+    const end = Math.floor(Date.now() / 1000 / hour) * hour;
+    const start = end - 5 * hour;
+    const range = `start_time=${start}&end_time=${end}&bucket_width=1h&limit=2`;
+    const starts: number[] = [];
+    let page: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = `/v1/key/usage?${range}${page ? `&page=${encodeURIComponent(page)}` : ''}`;
+      const { status, body }: { status: number; body: UsagePage } = await get<UsagePage>(key, query);
+      expect(status).toBe(200);
+      starts.push(...body.data.map((bucket) => bucket.start_time));
+      expect(body.has_more).toBe(body.next_page !== null);
+      page = body.next_page;
+      pages++;
+    } while (page !== null && pages < 10);
+    expect(pages).toBe(3);
+    expect(starts).toEqual([0, 1, 2, 3, 4].map((i) => start + i * hour));
+    expect((await get(key, `/v1/key/usage?${range}&page=bm9wZQ`)).status).toBe(400);
   });
 
   it('refuses bad parameters, and an admin key', async () => {

@@ -27,6 +27,7 @@ import { badRequest } from '../../core/errors.ts';
 import type { Services } from '../../services.ts';
 import { rowsOf } from '../../store/rows.ts';
 import type { RollupWidth } from '../../store/schema.ts';
+import { pageBuckets, pageStart } from '../http/bucket-pages.ts';
 import { listParam, parseWith } from '../http/parse.ts';
 
 /** Per bucket width: OpenAI's default and largest `limit`. */
@@ -161,26 +162,12 @@ function parseQuery(
   if (query.end_time !== undefined && query.end_time <= query.start_time) {
     throw badRequest("Invalid 'end_time': it must be after start_time.", 'end_time');
   }
-  let from = start;
-  if (query.page !== undefined) {
-    const decoded = Number(Buffer.from(query.page, 'base64url').toString('utf8'));
-    if (!Number.isInteger(decoded) || decoded < start || decoded % step !== 0) {
-      throw badRequest("Invalid 'page': use the next_page of the previous response.", 'page');
-    }
-    from = decoded;
-  }
+  const from = pageStart(query.page, start, step);
   return { parsed: { width, from, end, limit, lists } satisfies ParsedQuery, query };
 }
 
 /** The page's bucket starts, and the cursor of the next page (null: none). */
-function pageBuckets({ width, from, end, limit }: ParsedQuery) {
-  const step = WIDTH_MS[width];
-  const starts: number[] = [];
-  for (let t = from; t < end && starts.length < limit; t += step) starts.push(t);
-  const next = from + starts.length * step;
-  const nextPage = next < end ? Buffer.from(String(next)).toString('base64url') : null;
-  return { starts, to: next, nextPage };
-}
+const pageOf = ({ width, from, end, limit }: ParsedQuery) => pageBuckets(from, end, WIDTH_MS[width], limit);
 
 function groupsOf(lists: ParsedQuery['lists'], extra: readonly string[]) {
   const requested = lists.group_by ?? [];
@@ -200,7 +187,7 @@ export function usageRoutes(app: FastifyInstance, { store }: Services): void {
     app.get(`/usage/${endpoint.path}`, async (request) => {
       const { parsed, query } = parseQuery(request, usageQuery);
       const { dimensions, fixed } = groupsOf(parsed.lists, endpoint.extraGroups);
-      const { starts, to, nextPage } = pageBuckets(parsed);
+      const { starts, to, nextPage } = pageOf(parsed);
       // Keyport proxies no Batch API: batch=true has no usage.
       const rows =
         'batch' in query && query.batch === 'true'
@@ -256,7 +243,7 @@ export function usageRoutes(app: FastifyInstance, { store }: Services): void {
       throw badRequest(`Invalid 'group_by': ${unknown} (one or more of ${allowed.join(', ')}).`, 'group_by');
     const dimensions = USAGE_GROUPS.filter((g) => requested.includes(g) && g !== 'model') as UsageGroup[];
     const byLineItem = requested.includes('line_item') || parsed.lists.line_items !== undefined;
-    const { starts, to, nextPage } = pageBuckets(parsed);
+    const { starts, to, nextPage } = pageOf(parsed);
     // Line items are per model and kind: group by those too, then split each row into its items.
     const rows = await costRows(store.db, request.admin.organizationId, parsed, to, dimensions, byLineItem);
     const byBucket = new Map<number, Record<string, unknown>[]>();
