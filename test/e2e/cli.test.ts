@@ -381,10 +381,12 @@ describe('keyport CLI against a running `keyport serve`', { timeout: 60_000 }, (
     let embeddings = '';
     for (let attempt = 0; attempt < 50 && !embeddings.includes(billedId); attempt++) {
       await sleep(100);
-      embeddings = await cli('usage', '--days', '1', '--type', 'embeddings', '--by', 'api_key_id');
+      embeddings = await cli('usage', '--days', '1', '--type', 'embeddings', '--by', 'key'); // = api_key_id
     }
     expect(embeddings).toMatch(/^DAY\s+API_KEY_ID\s+REQUESTS\s+INPUT$/m);
     expect(embeddings).toMatch(new RegExp(`${billedId}\\s+1\\s+${embedding.usage.prompt_tokens}$`, 'm'));
+    const byProject = await cli('usage', '--days', '1', '--by', 'project');
+    expect(byProject).toMatch(/^DAY\s+PROJECT_ID\s+REQUESTS/m);
     const badType = await runKeyport(['usage', '--type', 'tokens'], env);
     expect(badType.code).toBe(1);
     expect(badType.stderr).toContain('--type is one of completions, embeddings');

@@ -145,17 +145,20 @@ const USAGE_TYPES: Record<string, [column: string, field: keyof UsageResult][]> 
   audio_transcriptions: [['seconds', 'seconds']],
 };
 
+/** `--by project` and `--by key` are the Usage API's `project_id` and `api_key_id`. */
+const groupField = (value: string) => ({ project: 'project_id', key: 'api_key_id' })[value] ?? value;
+
 export function registerBillingCommands(program: Command, globals: () => GlobalOptions): void {
   // ---- usage and costs ----------------------------------------------------------------------------
   const usage = program
     .command('usage')
     .description('usage per day (the Usage API), grouped by model, project or key')
     .option('--days <n>', 'this many days up to today (UTC)', wholeNumber, 7)
-    .option('--by <field>', 'model, project_id or api_key_id', 'model')
+    .option('--by <field>', 'model, project (project_id) or key (api_key_id)', groupField, 'model')
     .option('--type <type>', `${Object.keys(USAGE_TYPES).join(', ')}`, 'completions')
     .action(async (options: { days: number; by: string; type: string }) => {
       if (!['model', 'project_id', 'api_key_id'].includes(options.by)) {
-        throw new CliError('--by is model, project_id or api_key_id');
+        throw new CliError('--by is model, project or key');
       }
       const columns = USAGE_TYPES[options.type];
       if (!columns) throw new CliError(`--type is one of ${Object.keys(USAGE_TYPES).join(', ')}`);
@@ -203,10 +206,10 @@ export function registerBillingCommands(program: Command, globals: () => GlobalO
     .command('costs')
     .description('what usage cost per day (the Costs API), by project or line item')
     .option('--days <n>', 'this many days up to today (UTC)', wholeNumber, 7)
-    .option('--by <field>', 'project_id or line_item', 'line_item')
+    .option('--by <field>', 'project (project_id) or line_item', groupField, 'line_item')
     .action(async (options: { days: number; by: string }) => {
       if (!['project_id', 'line_item'].includes(options.by))
-        throw new CliError('--by is project_id or line_item');
+        throw new CliError('--by is project or line_item');
       const client = new AdminClient(globals());
       const start = Math.floor(Date.now() / 86_400_000 - options.days + 1) * 86_400;
       const buckets = await allBuckets<CostResult>(client, '/costs', {
