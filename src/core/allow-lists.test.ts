@@ -25,6 +25,18 @@ describe('model allow-lists', () => {
     expect(compileModelAllowList(['*'])('org/model')).toBe(true);
   });
 
+  it('never grows by a pattern that starts with !: refused when saved, allowing nothing if stored', () => {
+    expect(() => normalizeModelPatterns(['mock-gpt-4o*', '!mock-gpt-4o-mini'])).toThrow(
+      /an allow-list cannot exclude models/,
+    );
+    // A list saved before this check: the `!` entry allows nothing.
+    const stored = compileModelAllowList(['mock-gpt-4o*', '!mock-gpt-4o-mini']);
+    expect(stored('gpt-5')).toBe(false);
+    expect(stored('mock-gpt-4o-mini')).toBe(true); // by the first pattern
+    expect(compileModelAllowList(['!mini'])('gpt-5')).toBe(false);
+    expect(compileModelAllowList(['!mini'])('mini')).toBe(false);
+  });
+
   it('refuses malformed patterns with a clear message', () => {
     for (const bad of ['gpt-[4', '', ' ', 'a b', 'x'.repeat(201), 'model;drop']) {
       expect(() => normalizeModelPatterns([bad])).toThrow(InvalidAllowListError);

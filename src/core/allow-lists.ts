@@ -7,6 +7,11 @@ import picomatch from 'picomatch';
 
 // `bash: true` lets `*` cross `/`, so `*` also allows `meta-llama/Llama-3-8B`.
 const GLOB_OPTIONS = { bash: true, dot: true, strictBrackets: true } as const;
+/**
+ * A leading `!` negates a glob: ORed with the others, one entry meant to narrow the list would open
+ * it to every other model. Such patterns are refused when saved, and allow nothing if stored.
+ */
+const negated = (pattern: string) => pattern.startsWith('!');
 const MODEL_PATTERN_CHARS = /^[A-Za-z0-9._:/@+*?[\]{},!-]+$/;
 
 export class InvalidAllowListError extends Error {}
@@ -18,6 +23,11 @@ export function normalizeModelPatterns(patterns: readonly string[]): string[] {
     if (pattern.length === 0 || pattern.length > 200 || !MODEL_PATTERN_CHARS.test(pattern)) {
       throw new InvalidAllowListError(
         `invalid model pattern ${JSON.stringify(raw)}: use model names or globs such as "gpt-4o*" (letters, digits, . _ : / @ + - and * ? [ ] { } ,)`,
+      );
+    }
+    if (negated(pattern)) {
+      throw new InvalidAllowListError(
+        `invalid model pattern ${JSON.stringify(raw)}: an allow-list cannot exclude models; list the models the key may use`,
       );
     }
     try {
@@ -37,7 +47,9 @@ export type ModelMatcher = (model: string) => boolean;
 /** An empty list allows every model. */
 export function compileModelAllowList(patterns: readonly string[]): ModelMatcher {
   if (patterns.length === 0) return () => true;
-  const matcher = picomatch([...patterns], GLOB_OPTIONS);
+  const allowing = patterns.filter((pattern) => !negated(pattern));
+  if (allowing.length === 0) return () => false;
+  const matcher = picomatch(allowing, GLOB_OPTIONS);
   return (model) => matcher(model);
 }
 
