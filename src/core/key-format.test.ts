@@ -104,6 +104,15 @@ describe('key format', () => {
     expect(redactKey(key).startsWith('kp_proj_')).toBe(true);
   });
 
+  it('shows little of a short token: a quarter of its start, an eighth of its end at most', () => {
+    expect(redactKey('kp_proj_short')).toBe('kp_…t');
+    expect(redactKey('hunter2')).toBe('h…');
+    expect(redactKey('')).toBe('…');
+    for (const token of ['a'.repeat(20), 'b'.repeat(31), 'c'.repeat(47)]) {
+      expect(redactKey(token).length - 1).toBeLessThanOrEqual(token.length / 4 + token.length / 8);
+    }
+  });
+
   it('refuses an invalid prefix', () => {
     expect(() => generateKey('KP', 'proj')).toThrow();
     expect(() => generateKey('k_p', 'proj')).toThrow();

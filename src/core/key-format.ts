@@ -89,5 +89,10 @@ export function hashKey(key: string): string {
 
 /** `kp_proj_3nT0…abcd`: first 12 characters, an ellipsis, the last 4. */
 export function redactKey(key: string): string {
-  return `${key.slice(0, 12)}…${key.slice(-4)}`;
+  // A real key shows its first 12 characters (the prefix and kind, then 3-4 of its body) and last 4.
+  // A short token (a mistyped key, some other secret pasted in) shows at most a quarter of its start
+  // and an eighth of its end.
+  const head = Math.min(12, Math.floor(key.length / 4));
+  const tail = Math.min(4, Math.floor(key.length / 8));
+  return `${key.slice(0, head)}…${tail > 0 ? key.slice(-tail) : ''}`;
 }
