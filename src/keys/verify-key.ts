@@ -88,6 +88,11 @@ interface Snapshot {
 
 export class KeyVerifier {
   readonly #cache: VerificationCache<Snapshot>;
+  /**
+   * Moves on every invalidation. A lookup that was in flight when one came may have read the row
+   * from before the change it announces: its answer is used once, not cached.
+   */
+  #generation = 0;
 
   constructor(
     private readonly db: Db,
@@ -112,9 +117,10 @@ export class KeyVerifier {
       if (parsed.prefix !== this.options.keyPrefix) {
         return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
       }
+      const generation = this.#generation;
       const row = await findBySecretHash(this.db, hash);
       snapshot = row ? compile(row) : null;
-      this.#cache.set(hash, snapshot, snapshot?.key.id ?? null, clock);
+      if (generation === this.#generation) this.#cache.set(hash, snapshot, snapshot?.key.id ?? null, clock);
     }
     if (snapshot === null) return { valid: false, code: 'NOT_FOUND', redactedValue: redactKey(secret) };
     const code = denialOf(snapshot, now, context.ip);
@@ -127,11 +133,13 @@ export class KeyVerifier {
 
   /** After an update, rotation or revocation: the next request reads the database. */
   invalidateKey(keyId: string): void {
+    this.#generation++;
     this.#cache.invalidateKey(keyId);
   }
 
   /** After a change that touches many keys at once (a project archived, its IP list changed). */
   invalidateAll(): void {
+    this.#generation++;
     this.#cache.clear();
   }
 }

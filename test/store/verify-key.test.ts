@@ -1,4 +1,6 @@
 /** The verification core against real databases: denials as data, caching, immediate invalidation. */
+
+import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { bootstrap, DEFAULT_BOOTSTRAP } from '../../src/accounts/bootstrap.ts';
@@ -112,6 +114,17 @@ describe.each(backends)('verifyKey on %s', (backend) => {
     expect((await verifier.verify(secret)).valid).toBe(true);
     await keys.revoke(scope(), key.id, TEST_ACTOR);
     expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'REVOKED', keyId: key.id });
+  });
+
+  it('does not cache a lookup that was in flight when an invalidation came', async () => {
+    const { key, secret } = await createKey();
+    // The lookup reads the key as it was; the change it raced is announced before it returns.
+    const racing = verifier.verify(secret);
+    verifier.invalidateKey(key.id);
+    expect((await racing).valid).toBe(true);
+    // The change itself (written without announcing it here): the next request must read it.
+    await store.db.execute(sql`update api_keys set revoked_at = now() where id = ${key.id}`);
+    expect(await verifier.verify(secret)).toMatchObject({ valid: false, code: 'REVOKED' });
   });
 
   it('sees updates at once: disabled, IP allow-list, re-enabled', async () => {
