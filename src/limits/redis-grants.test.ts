@@ -478,6 +478,27 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       expect(charged).toBeLessThanOrEqual(admittedCount.n + 4 + 1e-6);
     });
 
+    it('budget spend counted while Redis is away reaches its counters once it answers', async () => {
+      const prefix = randomRedisPrefix();
+      const limiter = await open(prefix, { commandTimeoutMs: 200, probeIntervalMs: 50 });
+      const expiresAt = Date.now() + 3_600_000;
+      expect(await limiter.seedCounter('spend', 100, expiresAt)).toBe(true);
+      await redis.admin.client('PAUSE', 1000, 'WRITE');
+      await limiter.admit(request({ buckets: [bucket('small', 'requests', 10)] })); // times out
+      expect(limiter.degraded).toBe(true);
+      await limiter.addToCounters([{ key: 'spend', amount: 30, expiresAt }]);
+      await limiter.addToCounters([{ key: 'spend', amount: 20, expiresAt }]);
+      await limiter.addToCounters([{ key: 'gone', amount: 5, expiresAt }]); // no such counter in Redis
+      await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
+      await vi.waitFor(async () => expect(Number(await redis.admin.get(`${prefix}ct:spend`))).toBe(150), {
+        timeout: 5000,
+        interval: 20,
+      });
+      // Only counters Redis still has are added to: a lost one is seeded again from the records.
+      expect(await redis.admin.exists(`${prefix}ct:gone`)).toBe(0);
+      await limiter.close();
+    });
+
     it('what a request settles while Redis is away reaches it once it answers: debts charged, leases released', async () => {
       const prefix = randomRedisPrefix();
       const limiter = await open(prefix, { commandTimeoutMs: 200, probeIntervalMs: 50 });

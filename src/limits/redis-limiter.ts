@@ -309,6 +309,13 @@ export class RedisLimiter implements Limiter {
    * they would erase other instances' charges; they refill by themselves instead.
    */
   private deferred: GiveBack = { buckets: [], members: [] };
+  /**
+   * Budget spend counted while Redis was away, per counter: added to Redis's counters once it
+   * answers (to those it still has; one it lost is seeded again from the usage records, which
+   * hold that spend). Without it, a Redis that was only unreachable would never see the outage's
+   * spend, and a hard budget would be overshot by it for the rest of its period.
+   */
+  private deferredSpend = new Map<string, CounterAdd>();
   /** Calls that may bring grants, in flight: close waits for them, so that those go back too. */
   private readonly granting = new Set<Promise<unknown>>();
   private probeTimer: NodeJS.Timeout | undefined;
@@ -480,10 +487,19 @@ export class RedisLimiter implements Limiter {
   addToCounters(adds: readonly CounterAdd[]): MaybePromise<(number | undefined)[]> {
     if (adds.length === 0) return [];
     if (!this.redisUsable()) {
+      this.deferSpend(adds);
       this.localCalls++;
       return this.local.addToCounters(adds);
     }
     return this.addToCountersInRedis(adds);
+  }
+
+  private deferSpend(adds: readonly CounterAdd[]): void {
+    for (const add of adds) {
+      const kept = this.deferredSpend.get(add.key);
+      if (kept) kept.amount += add.amount;
+      else if (this.deferredSpend.size < MAX_DEFERRED) this.deferredSpend.set(add.key, { ...add });
+    }
   }
 
   /** Stops renewing leases (they expire in Redis) and quits the connection if the limiter opened it. */
@@ -772,13 +788,20 @@ export class RedisLimiter implements Limiter {
     }
   }
 
-  private async addToCountersInRedis(adds: readonly CounterAdd[]): Promise<(number | undefined)[]> {
+  /** ADD_COUNTERS's arguments: the counters' keys, then the amounts. */
+  private counterAddArgs(adds: readonly CounterAdd[]): Arg[] {
     const args: Arg[] = [adds.length];
     for (const add of adds) args.push(`${this.prefix}ct:${add.key}`);
     for (const add of adds) args.push(add.amount);
+    return args;
+  }
+
+  private async addToCountersInRedis(adds: readonly CounterAdd[]): Promise<(number | undefined)[]> {
     try {
       const sentAt = performance.now();
-      const values = (await this.answerWithin(this.scripts.keyportAddCounters(...args))).map(toNumber);
+      const values = (
+        await this.answerWithin(this.scripts.keyportAddCounters(...this.counterAddArgs(adds)))
+      ).map(toNumber);
       this.cacheCounters(
         adds.map((add) => add.key),
         values,
@@ -786,6 +809,8 @@ export class RedisLimiter implements Limiter {
       );
       return values;
     } catch (error) {
+      // One that may have run (a timeout) is not sent again: it would count twice.
+      if (neverRan(error)) this.deferSpend(adds);
       this.fallBack(asError(error));
       this.localCalls++;
       return this.local.addToCounters(adds);
@@ -828,7 +853,19 @@ export class RedisLimiter implements Limiter {
     const deferred = this.deferred;
     this.deferred = { buckets: [], members: [] };
     if (deferred.buckets.length > 0 || deferred.members.length > 0) this.giveBack(deferred);
+    const spend = [...this.deferredSpend.values()];
+    this.deferredSpend = new Map();
+    if (spend.length > 0) this.sendDeferredSpend(spend);
   };
+
+  /** The outage's spend to Redis; the local counters have it already. */
+  private sendDeferredSpend(spend: CounterAdd[]): void {
+    const reply = this.scripts.keyportAddCounters(...this.counterAddArgs(spend));
+    this.answerWithin(reply).then(noop, (error: unknown) => {
+      if (neverRan(error)) this.deferSpend(spend);
+      this.fallBack(asError(error));
+    });
+  }
 
   private readonly onConnectionError = (error: Error): void => {
     // Errors are reported once per outage; one while connected (rare) also starts an outage.
