@@ -514,6 +514,13 @@ export class AccountService {
     code: string | undefined,
     client: ClientInfo,
   ): Promise<void> {
+    // The session's own user knows MFA is on: say what is missing, rather than count a failure.
+    if (active.user.mfaEnabledAt && code === undefined) {
+      throw badRequest(
+        'Two-factor authentication is on: send a code from your authenticator app (or a recovery code) with your password.',
+        'code',
+      );
+    }
     // The same back-off as sign-in: a session left open must not be a way to guess the password.
     const keys = this.#throttleKeys(active.user.email, client);
     const lockedUntil = await this.#reserveAttempt(keys);
@@ -543,7 +550,9 @@ export class AccountService {
     if (this.#now() - active.session.reauthenticatedAt.getTime() <= REAUTH_WINDOW_MS) return;
     throw new ApiError(
       'reauthentication_required',
-      'Enter your password again to make this change (POST /api/auth/reauthenticate).',
+      active.user.mfaEnabledAt
+        ? 'Enter your password and a two-factor code again to make this change (POST /api/auth/reauthenticate).'
+        : 'Enter your password again to make this change (POST /api/auth/reauthenticate).',
     );
   }
 

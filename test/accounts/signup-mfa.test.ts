@@ -473,8 +473,19 @@ describe.each(backends)('sign-up, verification and MFA (%s)', (backend) => {
     expect(expectOk(await second.login(email, password)).status).toBe('mfa_required');
     expect(expectOk(await second.loginMfa(recovery[0]!)).status).toBe('signed_in');
 
-    // With MFA on, the password alone does not re-authenticate.
-    expectError(await b.post('/api/auth/reauthenticate', { password }), 401, 'invalid_credentials');
+    // With MFA on, the password alone does not re-authenticate: the answer says the code is missing.
+    const missing = expectError(
+      await b.post('/api/auth/reauthenticate', { password }),
+      400,
+      'invalid_request',
+    );
+    expect(missing).toMatchObject({ param: 'code' });
+    expect(missing.message).toContain('Two-factor authentication is on');
+    expectError(
+      await b.post('/api/auth/reauthenticate', { password, code: '000000' }),
+      401,
+      'invalid_credentials',
+    );
     expectOk(await b.post('/api/auth/reauthenticate', { password, code: recovery[1]! }));
     // New recovery codes replace the old ones.
     const fresh: string[] = expectOk(await b.post('/api/auth/mfa/recovery-codes')).recovery_codes;
