@@ -287,11 +287,11 @@ async function forward(
       );
     }
     if (response.statusCode >= 500 && !contentType.includes('json')) {
-      usage.record(502, undefined);
-      throw new ApiError(
-        'bad_gateway',
-        `The upstream model server "${upstream.name}" returned an error (${response.statusCode}).`,
-      );
+      // Its page (a proxy's HTML, a stack trace) stays behind; an overloaded or timed-out server is
+      // still said to be one, with its retry-after, so that clients wait as long as it asked.
+      const failure = nonJsonFailure(response.statusCode, upstream, response.headers['retry-after']);
+      usage.record(failure.status, undefined);
+      throw failure;
     }
     let tokens: TokenUsage | undefined;
     let units = 0;
@@ -604,6 +604,24 @@ function estimateFromBody(
     cachedTokens: 0,
     outputTokens: metered === 'embeddings' ? 0 : countTokens(output),
   };
+}
+
+function nonJsonFailure(status: number, upstream: Upstream, retryAfter: unknown): ApiError {
+  const headers: Record<string, string> =
+    typeof retryAfter === 'string' && /^(\d{1,9}|[A-Za-z0-9 ,:]{1,40} GMT)$/.test(retryAfter)
+      ? { 'retry-after': retryAfter }
+      : {};
+  const name = `The upstream model server "${upstream.name}"`;
+  if (status === 503)
+    return new ApiError(
+      'service_unavailable',
+      `${name} is overloaded or down (503). Try again shortly.`,
+      null,
+      headers,
+    );
+  if (status === 504)
+    return new ApiError('gateway_timeout', `${name} timed out (504). Try again shortly.`, null, headers);
+  return new ApiError('bad_gateway', `${name} returned an error (${status}).`, null, headers);
 }
 
 function upstreamFailure(error: unknown, upstream: Upstream): ApiError {

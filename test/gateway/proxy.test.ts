@@ -61,6 +61,11 @@ async function startHeaderUpstream(): Promise<HeaderUpstream> {
         res.end('<html><body>Internal Server Error at 10.0.0.5</body></html>');
         return;
       }
+      if (req.url === '/v1/chat/completions' && req.headers['x-answer'] === 'html-503') {
+        res.writeHead(503, { 'content-type': 'text/html', 'retry-after': '7' });
+        res.end('<html><body>503 Service Temporarily Unavailable (nginx at 10.0.0.5)</body></html>');
+        return;
+      }
       if (req.url === '/v1/audio/speech') {
         // Audio bytes, cut off halfway when asked.
         res.writeHead(200, { 'content-type': 'audio/mpeg' });
@@ -440,6 +445,18 @@ describe('proxying', () => {
       });
       expectGatewayError(response, 502, 'bad_gateway');
       expect(response.text).not.toContain('10.0.0.5');
+    });
+
+    it('an overloaded upstream’s non-JSON 503 stays a 503, with its retry-after', async () => {
+      const response = await gw.request('POST', '/v1/chat/completions', {
+        headers: authorized({ 'x-answer': 'html-503' }),
+        body: chatJson('hdr-model'),
+      });
+      expectGatewayError(response, 503, 'service_unavailable');
+      expect(response.headers['retry-after']).toBe('7');
+      expect(response.text).not.toContain('10.0.0.5');
+      const [event] = await gw.usageFor(String(response.headers['x-request-id']));
+      expect(event?.status).toBe(503);
     });
   });
 
