@@ -15,7 +15,7 @@ import {
   startRedisServer,
 } from '../../test/helpers/redis.ts';
 import { bucket, admitRequest as request, slot } from './limiter.test-suite.ts';
-import type { AdmitRequest, AdmitResult, ConcurrencySlot, RateBucket } from './limiter.ts';
+import type { AdmitRequest, AdmitResult, ConcurrencySlot, RateBucket, SettleRequest } from './limiter.ts';
 import { GRANT_SHARE, grantCap, LocalGrants } from './redis-grants.ts';
 import { RedisLimiter } from './redis-limiter.ts';
 
@@ -45,9 +45,12 @@ const settleTokens = (
   estimated: number,
   actual: number,
 ) => grants.settle({ buckets: [b], estimatedTokens: estimated, actualTokens: actual, slots: [], leaseId });
-/** A request holding `slots` (and no tokens) ends. */
-const settleSlots = (grants: LocalGrants, slots: ConcurrencySlot[], leaseId: string) =>
-  grants.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots, leaseId });
+/** A request holding `slots` (and no tokens) ends, at the grants' bookkeeping or a limiter. */
+const settleSlots = <R>(
+  settler: { settle(request: SettleRequest): R },
+  slots: ConcurrencySlot[],
+  leaseId: string,
+): R => settler.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots, leaseId });
 
 /** A first request to `bucket`, admitted by Redis with `units` granted beside it. */
 function grantUnits(grants: LocalGrants, b: RateBucket, units: number, tokens = 0): AdmitRequest {
@@ -358,7 +361,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     expect(a.grantedAdmissions + b.grantedAdmissions).toBeGreaterThan(0);
     expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBeLessThanOrEqual(limit);
     for (const { limiter, leaseId } of held) {
-      await limiter.settle({ buckets: [], estimatedTokens: 0, actualTokens: 0, slots: [s], leaseId });
+      await settleSlots(limiter, [s], leaseId);
     }
     // Idle grants go back within two flush intervals (100 ms); a busy machine may take longer.
     await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:cc`)).toBe(0), {
@@ -418,13 +421,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
     const errors: Error[] = [];
     const limiter = await open(prefix, { probeIntervalMs: 20, onError: (e) => errors.push(e) });
     await redis.admin.set(`${prefix}cc:broken`, 'not a sorted set');
-    await limiter.settle({
-      buckets: [],
-      estimatedTokens: 0,
-      actualTokens: 0,
-      slots: [slot('broken', 1)],
-      leaseId: 'l',
-    });
+    await settleSlots(limiter, [slot('broken', 1)], 'l');
     await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 10 });
     await sleep(300); // fifteen probe intervals: a resend loop would fail again each time
     expect(errors).toHaveLength(1);
@@ -524,25 +521,13 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
         slots: [],
         leaseId: long.leaseId,
       });
-      await limiter.settle({
-        buckets: [],
-        estimatedTokens: 0,
-        actualTokens: 0,
-        slots: [one],
-        leaseId: leased.leaseId,
-      });
+      await settleSlots(limiter, [one], leased.leaseId);
       await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
       await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {
         timeout: 10_000,
       });
       expect((await limiter.admit(request({ slots: [one] }))).allowed).toBe(true);
-      await limiter.settle({
-        buckets: [],
-        estimatedTokens: 0,
-        actualTokens: 0,
-        slots: [],
-        leaseId: first.leaseId,
-      });
+      await settleSlots(limiter, [], first.leaseId);
       await limiter.close();
       // The first request's 1,000 and the long one's 51,000; the grant's unspent units were not
       // given back after the outage (at most its first size, 4,000).
@@ -559,13 +544,7 @@ describe.skipIf(!REDIS_URL)('RedisLimiter with local grants', () => {
       const late = request({ slots: [one] });
       expect((await limiter.admit(late)).allowed).toBe(true); // timed out: admitted locally
       expect(limiter.fallbackCalls).toBe(1);
-      await limiter.settle({
-        buckets: [],
-        estimatedTokens: 0,
-        actualTokens: 0,
-        slots: [one],
-        leaseId: late.leaseId,
-      });
+      await settleSlots(limiter, [one], late.leaseId);
       await vi.waitFor(() => expect(limiter.degraded).toBe(false), { timeout: 10_000, interval: 20 });
       // Redis ran the admission late and took the lease; the limiter gave it back.
       await vi.waitFor(async () => expect(await redis.admin.zcard(`${prefix}cc:one`)).toBe(0), {

@@ -95,43 +95,20 @@ describe.each(backends)('HTTP handling (%s)', (backend) => {
     });
 
     it('tells a missing parameter from one of the wrong type, in the body and the query', async () => {
-      const missing = expectApiError(
-        await adminRequest(t, 'POST', '/projects', {
-          payload: '{}',
-          headers: { 'content-type': 'application/json' },
+      /** The 400 a request gets, naming `param`: its message. */
+      const refusal = async (method: 'GET' | 'POST', path: string, param: string, body?: unknown) =>
+        expectApiError(await adminRequest(t, method, path, { body }), 400, 'invalid_request', param).message;
+      expect(await refusal('POST', '/projects', 'name', {})).toBe("Missing required parameter: 'name'.");
+      expect(await refusal('POST', '/projects', 'name', { name: 5 })).toMatch(
+        /^Invalid 'name': .*expected string/,
+      );
+      expect(
+        await refusal('POST', '/admin_api_keys', 'expires_in_seconds', {
+          name: 'x',
+          expires_in_seconds: 'soon',
         }),
-        400,
-        'invalid_request',
-        'name',
-      );
-      expect(missing.message).toBe("Missing required parameter: 'name'.");
-      const wrongType = expectApiError(
-        await adminRequest(t, 'POST', '/projects', {
-          payload: '{"name": 5}',
-          headers: { 'content-type': 'application/json' },
-        }),
-        400,
-        'invalid_request',
-        'name',
-      );
-      expect(wrongType.message).toMatch(/^Invalid 'name': .*expected string/);
-      const optional = expectApiError(
-        await adminRequest(t, 'POST', '/admin_api_keys', {
-          payload: '{"name": "x", "expires_in_seconds": "soon"}',
-          headers: { 'content-type': 'application/json' },
-        }),
-        400,
-        'invalid_request',
-        'expires_in_seconds',
-      );
-      expect(optional.message).toMatch(/^Invalid 'expires_in_seconds': /);
-      const query = expectApiError(
-        await adminRequest(t, 'GET', '/projects?limit=abc'),
-        400,
-        'invalid_request',
-        'limit',
-      );
-      expect(query.message).toMatch(/^Invalid 'limit': /);
+      ).toMatch(/^Invalid 'expires_in_seconds': /);
+      expect(await refusal('GET', '/projects?limit=abc', 'limit')).toMatch(/^Invalid 'limit': /);
     });
 
     it('refuses a body over 1 MiB with 413, writing nothing', async () => {

@@ -31,6 +31,11 @@ describe('rate limits on the gateway', () => {
   const org = () => gw.instance.organization.id;
   const project = () => gw.instance.project.id;
   const keyScope = (key: IssuedKey) => ({ type: 'api_key' as const, id: key.key.id });
+  /** Sets the key's limit for all its models (`*`). */
+  const limitKey = (
+    key: IssuedKey,
+    values: Parameters<TestGateway['services']['limits']['updateRateLimit']>[3],
+  ) => gw.services.limits.updateRateLimit(org(), keyScope(key), '*', values, TEST_ACTOR);
 
   beforeAll(async () => {
     clock = Date.now();
@@ -56,13 +61,7 @@ describe('rate limits on the gateway', () => {
 
   it('counts requests per minute down in the headers, then refuses with a RateLimitError', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxRequestsPerMinute: 3 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxRequestsPerMinute: 3 });
     for (const remaining of ['2', '1', '0']) {
       const response = await post(key);
       expect(response.status).toBe(200);
@@ -89,13 +88,7 @@ describe('rate limits on the gateway', () => {
 
   it('lets requests through again as the minute passes', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxRequestsPerMinute: 2 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxRequestsPerMinute: 2 });
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(429);
@@ -129,13 +122,7 @@ describe('rate limits on the gateway', () => {
       },
       TEST_ACTOR,
     );
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxRequestsPerMinute: 1 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxRequestsPerMinute: 1 });
     try {
       expect((await post(key)).status).toBe(200);
       const refused = await post(key);
@@ -171,13 +158,7 @@ describe('rate limits on the gateway', () => {
       },
       TEST_ACTOR,
     );
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxRequestsPerMinute: 3 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxRequestsPerMinute: 3 });
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(429);
     expect((await post(key, chatBody({ model: 'mock-gpt-4o-mini' }))).status).toBe(200);
@@ -205,13 +186,7 @@ describe('rate limits on the gateway', () => {
 
   it('charges estimated tokens at admission and reconciles them with the real usage', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxTokensPerMinute: 10_000 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxTokensPerMinute: 10_000 });
     const firstBody = {
       model: 'mock-gpt-4o',
       messages: [{ role: 'user', content: 'Hello there' }],
@@ -236,13 +211,7 @@ describe('rate limits on the gateway', () => {
 
   it('refuses a request larger than the token limit outright, and the SDK does not retry it', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxTokensPerMinute: 500 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxTokensPerMinute: 500 });
     const before = gw.transcript.length;
     const error = await refusal(chat(gw.openai(key.secret, { maxRetries: 3 }), { max_tokens: 1000 }));
     expect(error).toBeInstanceOf(RateLimitError);
@@ -306,13 +275,7 @@ describe('rate limits on the gateway', () => {
 
   it('limits concurrent requests and frees the slot when one ends', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxConcurrentRequests: 2 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxConcurrentRequests: 2 });
     const seen = gw.mock.stats.requests;
     // Held long enough for the third request to meet both, even on a busy machine.
     const slow = () => post(key, chatBody(), { 'x-mock-delay-ms': '2000' });
@@ -330,13 +293,7 @@ describe('rate limits on the gateway', () => {
 
   it('a request that fails after its admission frees its concurrency slot', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxConcurrentRequests: 1 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxConcurrentRequests: 1 });
     // JSON.parse takes it; asking the upstream for a stream's usage means serializing it again.
     const deep = `${'['.repeat(50_000)}"Hello"${']'.repeat(50_000)}`;
     const streamed = await post(
@@ -361,13 +318,7 @@ describe('rate limits on the gateway', () => {
 
   it('counts token ids toward token limits, as OpenAI does', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxTokensPerMinute: 100 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxTokensPerMinute: 100 });
     const ids = Array.from({ length: 500 }, (_, i) => i + 1);
     const response = await gw.request('POST', '/v1/embeddings', {
       headers: { authorization: `Bearer ${key.secret}`, 'content-type': 'application/json' },
@@ -454,29 +405,23 @@ describe('rate limits on the gateway', () => {
   it('applies a limit changed through the Admin API to the very next request', async () => {
     const key = await gw.createKey();
     expect((await post(key)).status).toBe(200);
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 1 }, TEST_ACTOR);
+    await limitKey(key, { maxRequestsPerDay: 1 });
     expect((await post(key)).status).toBe(200);
     const refused = await post(key);
     expect(refused.status).toBe(429);
     expect((refused.body as { error: { message: string } }).error.message).toContain(
       'requests per day (RPD)',
     );
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 0 }, TEST_ACTOR);
+    await limitKey(key, { maxRequestsPerDay: 0 });
     expect((await post(key)).status).toBe(200);
   });
 
   it('a raised limit lets the next request through, counting only what was really used', async () => {
     const key = await gw.createKey();
-    await gw.services.limits.updateRateLimit(org(), keyScope(key), '*', { maxRequestsPerDay: 1 }, TEST_ACTOR);
+    await limitKey(key, { maxRequestsPerDay: 1 });
     expect((await post(key)).status).toBe(200);
     expect((await post(key)).status).toBe(429);
-    await gw.services.limits.updateRateLimit(
-      org(),
-      keyScope(key),
-      '*',
-      { maxRequestsPerDay: 1000 },
-      TEST_ACTOR,
-    );
+    await limitKey(key, { maxRequestsPerDay: 1000 });
     const raised = await post(key);
     expect(raised.status).toBe(200);
     expect(raised.headers['x-ratelimit-limit-requests']).toBe('1000');
