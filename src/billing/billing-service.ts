@@ -360,7 +360,7 @@ export class BillingService {
     let credited = false;
     const payment = await this.db.transaction(async (tx) => {
       let invoice: InvoiceRow | undefined;
-      let owed = 0;
+      let paidBefore = 0;
       if (input.invoiceId) {
         [invoice] = await tx
           .select()
@@ -369,7 +369,7 @@ export class BillingService {
           .for('update');
         if (!invoice) throw notFound('invoice', input.invoiceId);
         if (invoice.status === 'void') throw badRequest(`Invoice ${invoice.number} is void.`, 'invoice_id');
-        owed = Math.max(0, invoice.totalCents - (await paidTowards(tx, invoice.id)));
+        paidBefore = await paidTowards(tx, invoice.id);
       }
       const [payment] = await tx
         .insert(payments)
@@ -403,7 +403,7 @@ export class BillingService {
           },
         },
       });
-      if (invoice && (await paidTowards(tx, invoice.id)) >= invoice.totalCents && invoice.status === 'open') {
+      if (invoice && paidBefore + input.amountCents >= invoice.totalCents && invoice.status === 'open') {
         await tx
           .update(invoices)
           .set({ status: 'paid', paidAt: new Date(this.#now()) })
@@ -411,7 +411,8 @@ export class BillingService {
       }
       // A top-up is credit; so is what a payment brings beyond what its invoice still owed, so
       // that no money is recorded against nothing.
-      const credit = invoice ? input.amountCents - owed : input.amountCents;
+      const owed = invoice ? Math.max(0, invoice.totalCents - paidBefore) : 0;
+      const credit = input.amountCents - owed;
       if (credit > 0) {
         const reference = input.reference ? ` (${input.reference})` : '';
         const grant = await this.#insertGrant(

@@ -76,7 +76,9 @@ const ID_PREFIX = newId('auditLog').slice(0, newId('auditLog').indexOf('-') + 1)
  * the entry is written to both: the customer sees what was done to it, the operator what its
  * people did, with the organization it was done to.
  */
-export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> {
+export async function recordAudit(db: DbOrTx, given: AuditEntry): Promise<void> {
+  // Looked up once, for the entry and its copy.
+  const entry = { ...given, actorEmail: given.actorEmail ?? (await actorEmailOf(db, given.actor)) };
   await insertEntry(db, entry);
   const from = entry.actor.type === 'system' ? undefined : entry.actor.organizationId;
   if (from && from !== entry.organizationId) {
@@ -91,7 +93,7 @@ export async function recordAudit(db: DbOrTx, entry: AuditEntry): Promise<void> 
 
 async function insertEntry(db: DbOrTx, entry: AuditEntry): Promise<void> {
   const at = entry.at ?? new Date();
-  const email = entry.actorEmail ?? (await actorEmailOf(db, entry.actor));
+  const email = entry.actorEmail ?? null;
   await db.insert(auditLogs).values({
     id: auditId(at.getTime()),
     organizationId: entry.organizationId,
